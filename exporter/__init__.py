@@ -1,0 +1,3 @@
+"""chia-prometheus-exporter: Prometheus metrics for Chia full nodes, farmers, harvesters and wallets."""
+
+__version__ = "0.1.0"

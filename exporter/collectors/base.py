@@ -1,0 +1,104 @@
+"""The shape every collector has.
+
+A collector knows one Chia service: ``fetch`` polls it and returns a typed, frozen snapshot;
+``render`` turns a snapshot into fresh metric families and is pure (no I/O, no state). A collector
+that also consumes daemon events keeps an :class:`EventState` whose ``render`` is just as pure.
+Nothing outside the collector module knows any Chia field.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Awaitable, ClassVar, Generic, Iterable, Iterator, TypeVar
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from exporter.config import CollectorConfig
+from exporter.rpc import RpcError
+
+S = TypeVar("S")
+T = TypeVar("T")
+
+# Chia's NodeType numbers (chia/protocols/outbound_message.py).
+NODE_TYPES = {1: "full_node", 2: "harvester", 3: "farmer", 4: "timelord", 5: "introducer",
+              6: "wallet", 7: "data_layer", 8: "solver"}
+
+
+class Collector(ABC, Generic[S]):
+    """One Chia service's polled metrics."""
+
+    name: ClassVar[str]
+    #: the service whose endpoints it may call (a key of rpc.READ_ONLY_ENDPOINTS)
+    service: ClassVar[str]
+
+    def __init__(self, config: CollectorConfig) -> None:
+        self.config = config
+
+    @abstractmethod
+    async def fetch(self, rpc: Any) -> S:
+        """Poll the service. Raises RpcError when the poll as a whole failed."""
+
+    @abstractmethod
+    def render(self, snapshot: S) -> Iterable[Metric]:
+        """Fresh metric families from a snapshot; no I/O, no side effects."""
+
+    def cached_note(self) -> str:
+        return f" (polled every {self.config.interval:g}s)"
+
+
+async def optional(call: Awaitable[T]) -> T | None:
+    """The result of a call whose failure loses only its own families (already counted)."""
+    try:
+        return await call
+    except RpcError:
+        return None
+
+
+def gauge(name: str, doc: str, value: float | None = None, labels: dict[str, str] | None = None) -> GaugeMetricFamily:
+    """A gauge family with one sample, or an empty family to add samples to."""
+    if labels:
+        fam = GaugeMetricFamily(name, doc, labels=list(labels))
+        if value is not None:
+            fam.add_metric(list(labels.values()), value)
+        return fam
+    return GaugeMetricFamily(name, doc, value=value)
+
+
+def labelled(name: str, doc: str, labels: list[str], rows: Iterable[tuple[Iterable[str], float]]) -> GaugeMetricFamily:
+    fam = GaugeMetricFamily(name, doc, labels=labels)
+    for values, value in rows:
+        fam.add_metric([str(v) for v in values], value)
+    return fam
+
+
+def connection_counts(name: str, doc: str, node_types: Iterable[int]) -> GaugeMetricFamily:
+    """Peers by node_type, every known type present (0 when none) so that absence is visible."""
+    counts = dict.fromkeys(NODE_TYPES.values(), 0)
+    for t in node_types:
+        counts[NODE_TYPES.get(t, "unknown")] = counts.get(NODE_TYPES.get(t, "unknown"), 0) + 1
+    return labelled(name, doc, ["node_type"], (((k,), v) for k, v in counts.items()))
+
+
+def version_info(component: str, version: str | None) -> Iterator[GaugeMetricFamily]:
+    if version:
+        yield gauge("chia_version_info", "Version of each Chia component (get_version RPC).", 1,
+                    {"component": component, "version": version})
+
+
+def as_int(value: Any) -> int:
+    """An integer field; bools and missing values are shape errors."""
+    if isinstance(value, bool) or value is None:
+        raise TypeError(f"expected an integer, got {value!r}")
+    return int(value)
+
+
+def as_float(value: Any) -> float:
+    if isinstance(value, bool) or value is None:
+        raise TypeError(f"expected a number, got {value!r}")
+    return float(value)
+
+
+def as_bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {value!r}")
+    return value

@@ -1,0 +1,210 @@
+"""Full node: sync state, peak, netspace, mempool, fees, connections, database size.
+
+Polls ``get_blockchain_state``, ``get_connections``, ``get_fee_estimate``,
+``get_block_count_metrics``, ``get_network_info``, ``get_version`` (and ``get_block_record`` when the
+peak is not a transaction block). Example::
+
+    # TYPE chia_full_node_peak_height gauge
+    chia_full_node_peak_height 6.0
+    chia_full_node_connections{node_type="farmer"} 1.0
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from prometheus_client.core import Metric
+
+from exporter.collectors.base import (
+    Collector, as_bool, as_float, as_int, connection_counts, gauge, labelled, optional, version_info,
+)
+
+FEE_TARGETS = (60, 300, 900)  # seconds: the confirmation times the fee estimate is asked for
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+@dataclass(frozen=True)
+class BlockchainState:
+    synced: bool
+    sync_mode: bool
+    sync_tip_height: int
+    sync_progress_height: int
+    peak_height: int | None
+    peak_timestamp: float | None  # set when the peak is a transaction block
+    prev_transaction_block_hash: str | None
+    difficulty: int
+    sub_slot_iters: int
+    space: int
+    average_block_time: float | None
+    mempool_size: int
+    mempool_cost: int
+    mempool_fees: int
+    mempool_max_total_cost: int
+    mempool_min_fee: float | None
+    block_max_cost: int | None
+
+    @classmethod
+    def parse(cls, body: dict) -> BlockchainState:
+        s = body["blockchain_state"]
+        sync, peak = s["sync"], s.get("peak")
+        min_fees = s.get("mempool_min_fees") or {}
+        return cls(
+            synced=as_bool(sync["synced"]),
+            sync_mode=as_bool(sync["sync_mode"]),
+            sync_tip_height=as_int(sync["sync_tip_height"]),
+            sync_progress_height=as_int(sync["sync_progress_height"]),
+            peak_height=as_int(peak["height"]) if peak else None,
+            peak_timestamp=as_float(peak["timestamp"]) if peak and peak.get("timestamp") else None,
+            prev_transaction_block_hash=peak.get("prev_transaction_block_hash") if peak else None,
+            difficulty=as_int(s["difficulty"]),
+            sub_slot_iters=as_int(s["sub_slot_iters"]),
+            space=as_int(s["space"]),
+            average_block_time=as_float(s["average_block_time"]) if s.get("average_block_time") is not None else None,
+            mempool_size=as_int(s["mempool_size"]),
+            mempool_cost=as_int(s["mempool_cost"]),
+            mempool_fees=as_int(s["mempool_fees"]),
+            mempool_max_total_cost=as_int(s["mempool_max_total_cost"]),
+            mempool_min_fee=(as_float(min_fees["cost_5000000"]) if "cost_5000000" in min_fees else None),
+            block_max_cost=as_int(s["block_max_cost"]) if s.get("block_max_cost") is not None else None,
+        )
+
+
+@dataclass(frozen=True)
+class BlockCounts:
+    compact_blocks: int
+    uncompact_blocks: int
+    hint_count: int
+
+    @classmethod
+    def parse(cls, body: dict) -> BlockCounts:
+        m = body["metrics"]
+        return cls(as_int(m["compact_blocks"]), as_int(m["uncompact_blocks"]), as_int(m["hint_count"]))
+
+
+@dataclass(frozen=True)
+class NetworkInfo:
+    network_name: str
+    network_prefix: str
+
+    @classmethod
+    def parse(cls, body: dict) -> NetworkInfo:
+        return cls(str(body["network_name"]), str(body["network_prefix"]))
+
+
+def parse_connection_types(body: dict) -> tuple[int, ...]:
+    return tuple(as_int(c["type"]) for c in body["connections"])
+
+
+def parse_version(body: dict) -> str:
+    return str(body["version"])
+
+
+def parse_fee_estimates(body: dict) -> tuple[tuple[int, float], ...]:
+    return tuple(zip((as_int(t) for t in body["target_times"]), (as_float(e) for e in body["estimates"])))
+
+
+@dataclass(frozen=True)
+class FullNodeSnapshot:
+    state: BlockchainState
+    peak_timestamp: float | None
+    connections: tuple[int, ...] | None
+    fee_estimates: tuple[tuple[int, float], ...] | None
+    block_counts: BlockCounts | None
+    network: NetworkInfo | None
+    version: str | None
+    database_sizes: tuple[tuple[str, int], ...]
+
+
+class FullNodeCollector(Collector[FullNodeSnapshot]):
+    name = "full_node"
+    service = "full_node"
+
+    def __init__(self, config, database: Path | None = None) -> None:
+        super().__init__(config)
+        # Only a database on this machine can be measured: not when the node is remote.
+        self.database = database if config.host in LOCAL_HOSTS else None
+
+    async def fetch(self, rpc) -> FullNodeSnapshot:
+        state = await rpc.call("get_blockchain_state", parse=BlockchainState.parse)
+        peak_timestamp = state.peak_timestamp
+        if peak_timestamp is None and state.prev_transaction_block_hash:
+            # The peak is not a transaction block: its timestamp is that of the last one before it.
+            peak_timestamp = await optional(rpc.call(
+                "get_block_record", {"header_hash": state.prev_transaction_block_hash},
+                parse=lambda b: as_float(b["block_record"]["timestamp"])))
+        return FullNodeSnapshot(
+            state=state,
+            peak_timestamp=peak_timestamp,
+            connections=await optional(rpc.call("get_connections", parse=parse_connection_types)),
+            fee_estimates=await optional(rpc.call(
+                "get_fee_estimate", {"target_times": list(FEE_TARGETS), "cost": 1}, parse=parse_fee_estimates)),
+            block_counts=await optional(rpc.call("get_block_count_metrics", parse=BlockCounts.parse)),
+            network=await optional(rpc.call("get_network_info", parse=NetworkInfo.parse)),
+            version=await optional(rpc.call("get_version", parse=parse_version)),
+            database_sizes=database_sizes(self.database),
+        )
+
+    def render(self, snap: FullNodeSnapshot) -> Iterator[Metric]:
+        s = snap.state
+        note = self.cached_note()
+        yield gauge("chia_full_node_synced", "1 when the full node is synced (get_blockchain_state sync.synced)." + note, float(s.synced))
+        yield gauge("chia_full_node_sync_mode", "1 while the full node is in long sync (sync.sync_mode)." + note, float(s.sync_mode))
+        yield gauge("chia_full_node_sync_tip_height", "Height of the chain tip the node is syncing to (sync.sync_tip_height)." + note, s.sync_tip_height)
+        yield gauge("chia_full_node_sync_progress_height", "Height the long sync has reached (sync.sync_progress_height)." + note, s.sync_progress_height)
+        if s.peak_height is not None:
+            yield gauge("chia_full_node_peak_height", "Height of the node's peak block (peak.height)." + note, s.peak_height)
+        if snap.peak_timestamp is not None:
+            yield gauge("chia_full_node_peak_timestamp_seconds",
+                        "Unix time of the last transaction block at or below the peak." + note, snap.peak_timestamp)
+        yield gauge("chia_full_node_difficulty", "Current difficulty (get_blockchain_state difficulty)." + note, s.difficulty)
+        yield gauge("chia_full_node_sub_slot_iters", "Current sub-slot iterations (sub_slot_iters)." + note, s.sub_slot_iters)
+        yield gauge("chia_full_node_netspace_bytes", "Estimated netspace in bytes (get_blockchain_state space)." + note, s.space)
+        if s.average_block_time is not None:
+            yield gauge("chia_full_node_average_block_time_seconds",
+                        "Average time between transaction blocks (average_block_time)." + note, s.average_block_time)
+        yield gauge("chia_full_node_mempool_items", "Spend bundles in the mempool (mempool_size)." + note, s.mempool_size)
+        yield gauge("chia_full_node_mempool_cost", "Total CLVM cost of the mempool (mempool_cost)." + note, s.mempool_cost)
+        yield gauge("chia_full_node_mempool_fees_mojos", "Total fees in the mempool, in mojos (1 XCH = 10^12 mojos)." + note, s.mempool_fees)
+        yield gauge("chia_full_node_mempool_max_total_cost", "Maximum total cost the mempool holds (mempool_max_total_cost)." + note, s.mempool_max_total_cost)
+        if s.mempool_min_fee is not None:
+            yield gauge("chia_full_node_mempool_min_fee_mojos_per_cost",
+                        "Minimum fee per cost to enter the mempool for a 5,000,000-cost spend (mempool_min_fees.cost_5000000)." + note,
+                        s.mempool_min_fee)
+        if s.block_max_cost is not None:
+            yield gauge("chia_full_node_block_max_cost", "Maximum CLVM cost of a block (block_max_cost)." + note, s.block_max_cost)
+        if snap.connections is not None:
+            yield connection_counts("chia_full_node_connections", "Full node peers by node type (get_connections)." + note,
+                                    snap.connections)
+        if snap.fee_estimates is not None:
+            yield labelled("chia_full_node_fee_estimate_mojos_per_cost",
+                           "Estimated fee per cost, in mojos, to be included within target_seconds (get_fee_estimate)." + note,
+                           ["target_seconds"], (((str(t),), e) for t, e in snap.fee_estimates))
+        if snap.block_counts is not None:
+            b = snap.block_counts
+            yield gauge("chia_full_node_compact_blocks", "Blocks stored with compact proofs (get_block_count_metrics)." + note, b.compact_blocks)
+            yield gauge("chia_full_node_uncompact_blocks", "Blocks stored with uncompact proofs (get_block_count_metrics)." + note, b.uncompact_blocks)
+            yield gauge("chia_full_node_hints", "Hints stored in the node's database (get_block_count_metrics hint_count)." + note, b.hint_count)
+        if snap.database_sizes:
+            yield labelled("chia_full_node_database_size_bytes",
+                           "Size of the node's database files on this machine (db, wal, shm)." + note,
+                           ["file"], (((f,), size) for f, size in snap.database_sizes))
+        if snap.network is not None:
+            yield gauge("chia_network_info", "The network the node is on (get_network_info).", 1,
+                        {"network_name": snap.network.network_name, "network_prefix": snap.network.network_prefix})
+        yield from version_info("full_node", snap.version)
+
+
+def database_sizes(db: Path | None) -> tuple[tuple[str, int], ...]:
+    """Sizes of the SQLite database and its write-ahead files, for those that exist."""
+    if db is None:
+        return ()
+    sizes = []
+    for label, suffix in (("db", ""), ("wal", "-wal"), ("shm", "-shm")):
+        try:
+            sizes.append((label, os.stat(f"{db}{suffix}").st_size))
+        except OSError:
+            continue
+    return tuple(sizes)

@@ -1,0 +1,496 @@
+"""Typed, validated configuration.
+
+Sources, lowest to highest precedence:
+  1. built-in defaults;
+  2. Chia's own ``$CHIA_ROOT/config/config.yaml`` (hosts, ports, certificate paths);
+  3. the exporter's YAML file (``--config FILE`` or ``CHIA_EXPORTER_CONFIG``);
+  4. ``CHIA_EXPORTER_*`` environment variables;
+  5. command-line flags.
+
+Every error is a :class:`ConfigError` that names the file (or variable, or flag) and the key, so
+that the command line can print one line and exit 2 before anything starts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+DEFAULT_CHIA_ROOT = "~/.chia/mainnet"
+DEFAULT_LISTEN_ADDRESS = "0.0.0.0:9914"  # 9914 is Chia's entry in Prometheus's port allocations
+LOG_LEVELS = ("debug", "info", "warning", "error")
+ENV_PREFIX = "CHIA_EXPORTER_"
+
+
+class ConfigError(Exception):
+    """A configuration problem: ``source`` is a file, variable or flag, ``key`` the offending key."""
+
+    def __init__(self, source: str, key: str, message: str) -> None:
+        self.source, self.key, self.message = source, key, message
+        super().__init__(f"{source}: {key}: {message}" if key else f"{source}: {message}")
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """Where a Chia service lives in config.yaml and what it listens on by default."""
+
+    collector: str  # our collector name
+    section: tuple[str, ...]  # path of its section in config.yaml
+    cert_dir: str  # folder under config/ssl holding private_<cert_dir>.crt/.key
+    default_port: int
+    port_key: str = "rpc_port"
+    default_interval: float = 30.0
+    default_timeout: float = 10.0
+    default_max_response_bytes: int = 16 * 2**20
+    transport: str = "https"  # "https" for JSON RPC, "websocket" for the daemon
+
+
+# The services the exporter knows, in the order they are rendered. The daemon has no HTTPS RPC:
+# its collector speaks the WebSocket on daemon_port.
+SERVICES: dict[str, ServiceSpec] = {
+    s.collector: s
+    for s in (
+        ServiceSpec("full_node", ("full_node",), "full_node", 8555),
+        ServiceSpec("farmer", ("farmer",), "farmer", 8559),
+        # get_plots grows with plot count (~600 bytes a plot): a long interval, a large cap.
+        ServiceSpec(
+            "harvester", ("harvester",), "harvester", 8560,
+            default_interval=300.0, default_timeout=60.0, default_max_response_bytes=512 * 2**20,
+        ),
+        ServiceSpec("wallet", ("wallet",), "wallet", 9256, default_interval=60.0),
+        ServiceSpec(
+            "daemon", (), "daemon", 55400, port_key="daemon_port", transport="websocket",
+            default_interval=60.0,
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class CollectorConfig:
+    name: str
+    enabled: bool
+    host: str
+    port: int
+    interval: float  # seconds between polls
+    timeout: float  # seconds for a whole poll
+    stale_after: float  # seconds after the last success when its data leaves /metrics
+    cert: Path  # client certificate (Chia's private_<service>.crt)
+    key: Path
+    max_response_bytes: int
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    """The daemon WebSocket that turns pushed events into counters."""
+
+    enabled: bool
+    host: str
+    port: int
+    cert: Path
+    key: Path
+    watchdog: float  # reconnect when nothing arrived for this long
+    max_message_bytes: int
+    harvester_expiry: float  # per-harvester event series leave after this much silence
+
+
+@dataclass(frozen=True)
+class Config:
+    chia_root: Path
+    ca_cert: Path  # Chia's private CA: every service's server certificate must chain to it
+    listen_address: str
+    web_config_file: Path | None
+    log_level: str
+    collectors: dict[str, CollectorConfig]
+    events: EventsConfig
+    chia_config_file: Path | None  # the config.yaml that was read, if any
+    sources: tuple[str, ...] = field(default=())  # files read, for --check-config
+
+    @property
+    def listen_host_port(self) -> tuple[str, int]:
+        return split_address(self.listen_address, "web.listen_address")
+
+
+def split_address(address: str, key: str, source: str = "config") -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(source, key, f"expected HOST:PORT, got {address!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}
+
+
+def parse_duration(value: Any, source: str, key: str) -> float:
+    """``30s``, ``5m``, ``1.5h``, ``250ms`` or a bare number of seconds."""
+    if isinstance(value, bool):
+        raise ConfigError(source, key, f"expected a duration such as 30s or 5m, got {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        m = _DURATION.match(str(value).strip())
+        if not m:
+            raise ConfigError(source, key, f"expected a duration such as 30s or 5m, got {value!r}")
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if seconds <= 0:
+        raise ConfigError(source, key, f"must be greater than zero, got {value!r}")
+    return seconds
+
+
+def parse_bool(value: Any, source: str, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(source, key, f"expected true or false, got {value!r}")
+
+
+def parse_int(value: Any, source: str, key: str, low: int = 0, high: int | None = None) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(source, key, f"expected an integer, got {value!r}")
+    try:
+        number = int(str(value).strip()) if not isinstance(value, int) else value
+    except ValueError:
+        raise ConfigError(source, key, f"expected an integer, got {value!r}") from None
+    if number < low or (high is not None and number > high):
+        raise ConfigError(source, key, f"must be between {low} and {high or 'any'}, got {value!r}")
+    return number
+
+
+def parse_str(value: Any, source: str, key: str) -> str:
+    if not isinstance(value, (str, int)) or isinstance(value, bool) or str(value) == "":
+        raise ConfigError(source, key, f"expected a non-empty string, got {value!r}")
+    return str(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# The layered settings. Every layer is a flat mapping of dotted keys ("collectors.farmer.port")
+# to raw values with the place they came from, so that errors name their origin exactly.
+
+COLLECTOR_KEYS = ("enabled", "host", "port", "interval", "timeout", "stale_after", "cert", "key",
+                  "max_response_bytes")
+EVENTS_KEYS = ("enabled", "host", "port", "watchdog", "max_message_bytes", "harvester_expiry")
+TOP_KEYS = ("chia_root", "log_level", "web", "collectors", "events")
+WEB_KEYS = ("listen_address", "config_file")
+
+
+@dataclass(frozen=True)
+class Setting:
+    value: Any
+    source: str
+
+
+Layer = dict[str, Setting]
+
+
+def layer_from_file(path: Path) -> Layer:
+    """Read the exporter's YAML file strictly: unknown keys and wrong shapes are errors."""
+    source = str(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(source, "", f"cannot read: {e.strerror or e}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(source, "", f"not valid YAML{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, "", "expected a mapping at the top level")
+    layer: Layer = {}
+
+    def mapping(value: Any, key: str) -> dict:
+        if not isinstance(value, dict):
+            raise ConfigError(source, key, "expected a mapping")
+        return value
+
+    for top, value in data.items():
+        if top not in TOP_KEYS:
+            raise ConfigError(source, str(top), f"unknown key (known: {', '.join(TOP_KEYS)})")
+        if top == "web":
+            for k, v in mapping(value, "web").items():
+                if k not in WEB_KEYS:
+                    raise ConfigError(source, f"web.{k}", f"unknown key (known: {', '.join(WEB_KEYS)})")
+                layer[f"web.{k}"] = Setting(v, source)
+        elif top == "collectors":
+            for name, body in mapping(value, "collectors").items():
+                if name not in SERVICES:
+                    raise ConfigError(source, f"collectors.{name}",
+                                      f"unknown collector (known: {', '.join(SERVICES)})")
+                if isinstance(body, bool):  # "farmer: false" is shorthand for enabled: false
+                    layer[f"collectors.{name}.enabled"] = Setting(body, source)
+                    continue
+                for k, v in mapping(body or {}, f"collectors.{name}").items():
+                    if k not in COLLECTOR_KEYS:
+                        raise ConfigError(source, f"collectors.{name}.{k}",
+                                          f"unknown key (known: {', '.join(COLLECTOR_KEYS)})")
+                    layer[f"collectors.{name}.{k}"] = Setting(v, source)
+        elif top == "events":
+            for k, v in mapping(value, "events").items():
+                if k not in EVENTS_KEYS:
+                    raise ConfigError(source, f"events.{k}", f"unknown key (known: {', '.join(EVENTS_KEYS)})")
+                layer[f"events.{k}"] = Setting(v, source)
+        else:
+            layer[top] = Setting(value, source)
+    return layer
+
+
+def env_key(dotted: str) -> str:
+    """``collectors.full_node.port`` -> ``CHIA_EXPORTER_COLLECTORS_FULL_NODE_PORT``."""
+    return ENV_PREFIX + dotted.replace(".", "_").upper()
+
+
+def all_dotted_keys() -> list[str]:
+    keys = ["chia_root", "log_level", "config", "web.listen_address", "web.config_file"]
+    keys += [f"collectors.{n}.{k}" for n in SERVICES for k in COLLECTOR_KEYS]
+    keys += [f"events.{k}" for k in EVENTS_KEYS]
+    return keys
+
+
+def layer_from_env(environ: Mapping[str, str]) -> Layer:
+    """``CHIA_EXPORTER_*`` variables; an unknown one is an error, not silently ignored."""
+    known = {env_key(k): k for k in all_dotted_keys()}
+    layer: Layer = {}
+    for var, value in environ.items():
+        if not var.startswith(ENV_PREFIX):
+            continue
+        if var not in known:
+            raise ConfigError(f"environment variable {var}", "", "unknown setting "
+                              "(see the configuration reference in the README)")
+        layer[known[var]] = Setting(value, f"environment variable {var}")
+    return layer
+
+
+# ---------------------------------------------------------------------------------------------
+# Chia's config.yaml
+
+
+def read_chia_config(chia_root: Path) -> tuple[dict, Path | None]:
+    """Chia's config.yaml, or ({}, None) when CHIA_ROOT has none (not a Chia host)."""
+    path = chia_root / "config" / "config.yaml"
+    if not path.exists():
+        return {}, None
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise ConfigError(str(path), "", f"cannot read: {e.strerror or e}") from None
+    except yaml.YAMLError:
+        raise ConfigError(str(path), "", "not valid YAML") from None
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), "", "expected a mapping at the top level")
+    return data, path
+
+
+def _section(chia: dict, path: tuple[str, ...]) -> dict:
+    node: Any = chia
+    for part in path:
+        node = node.get(part) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) else {}
+
+
+def chia_path(chia_root: Path, value: str) -> Path:
+    """Resolve a path from config.yaml as Chia does: relative paths are under CHIA_ROOT."""
+    p = Path(os.path.expandvars(str(value))).expanduser()
+    return p if p.is_absolute() else chia_root / p
+
+
+def full_node_database(chia_root: Path, chia: dict) -> Path | None:
+    """The node's database file, as Chia resolves ``database_path`` (CHALLENGE = network)."""
+    section = _section(chia, ("full_node",))
+    db = section.get("database_path")
+    if not isinstance(db, str):
+        return None
+    network = section.get("selected_network") or chia.get("selected_network") or "mainnet"
+    return chia_path(chia_root, db.replace("CHALLENGE", str(network)))
+
+
+def chia_defaults(chia_root: Path, chia: dict, chia_file: str) -> Layer:
+    """Hosts, ports and certificate paths discovered from config.yaml."""
+    layer: Layer = {}
+    host = chia.get("self_hostname")
+    for name, spec in SERVICES.items():
+        section = _section(chia, spec.section)
+        where = ".".join(spec.section) if spec.section else ""
+        port = section.get(spec.port_key) if spec.section else chia.get(spec.port_key)
+        if port is not None:
+            layer[f"collectors.{name}.port"] = Setting(port, f"{chia_file} ({where + '.' if where else ''}{spec.port_key})")
+        if isinstance(host, str):
+            layer[f"collectors.{name}.host"] = Setting(host, f"{chia_file} (self_hostname)")
+        ssl = chia.get("daemon_ssl") if name == "daemon" else section.get("ssl")
+        if isinstance(ssl, dict):
+            for ours, theirs in (("cert", "private_crt"), ("key", "private_key")):
+                if isinstance(ssl.get(theirs), str):
+                    key_name = "daemon_ssl" if name == "daemon" else f"{where}.ssl"
+                    layer[f"collectors.{name}.{ours}"] = Setting(
+                        str(chia_path(chia_root, ssl[theirs])), f"{chia_file} ({key_name}.{theirs})")
+    if "daemon_port" in chia:
+        layer["events.port"] = Setting(chia["daemon_port"], f"{chia_file} (daemon_port)")
+    if isinstance(host, str):
+        layer["events.host"] = Setting(host, f"{chia_file} (self_hostname)")
+    return layer
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def load(
+    flags: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Build the Config from every source. ``flags`` holds dotted keys set on the command line."""
+    environ = os.environ if environ is None else environ
+    env = layer_from_env(environ)
+    flag_layer: Layer = {k: Setting(v, f"flag --{flag_name(k)}") for k, v in flags.items() if v is not None}
+
+    # Where the exporter's own file is, and where CHIA_ROOT is, come first: they feed the rest.
+    config_file = _pick("config", flag_layer, env)
+    file_layer: Layer = {}
+    if config_file is not None:
+        file_layer = layer_from_file(Path(str(config_file.value)).expanduser())
+
+    root_setting = _pick("chia_root", flag_layer, env, file_layer)
+    if root_setting is None and environ.get("CHIA_ROOT"):
+        root_setting = Setting(environ["CHIA_ROOT"], "environment variable CHIA_ROOT")
+    root_value = root_setting.value if root_setting else DEFAULT_CHIA_ROOT
+    chia_root = Path(os.path.expandvars(str(root_value))).expanduser()
+    chia, chia_file = read_chia_config(chia_root)
+    discovered = chia_defaults(chia_root, chia, str(chia_file)) if chia_file else {}
+
+    layers = [discovered, file_layer, env, flag_layer]
+
+    def get(key: str, default: Any) -> Setting:
+        for layer in reversed(layers):
+            if key in layer:
+                return layer[key]
+        return Setting(default, "default")
+
+    ca_crt = _section(chia, ("private_ssl_ca",)).get("crt", "config/ssl/ca/private_ca.crt")
+    ca_cert = chia_path(chia_root, ca_crt)
+
+    collectors: dict[str, CollectorConfig] = {}
+    for name, spec in SERVICES.items():
+        collectors[name] = _collector(name, spec, chia_root, get)
+
+    enabled_any = any(c.enabled for c in collectors.values())
+    # The events client reuses the daemon's certificate and address unless set on its own.
+    daemon_cfg = collectors["daemon"]
+    ev = lambda k, d: get(f"events.{k}", d)  # noqa: E731
+    events = EventsConfig(
+        enabled=parse_bool(ev("enabled", True).value, ev("enabled", True).source, "events.enabled"),
+        host=parse_str(ev("host", daemon_cfg.host).value, ev("host", "").source, "events.host"),
+        port=parse_int(ev("port", daemon_cfg.port).value, ev("port", 0).source, "events.port", 1, 65535),
+        cert=collectors["daemon"].cert,
+        key=collectors["daemon"].key,
+        watchdog=parse_duration(ev("watchdog", 300).value, ev("watchdog", 0).source, "events.watchdog"),
+        max_message_bytes=parse_int(ev("max_message_bytes", 64 * 2**20).value,
+                                    ev("max_message_bytes", 0).source, "events.max_message_bytes", 1024),
+        harvester_expiry=parse_duration(ev("harvester_expiry", 600).value,
+                                        ev("harvester_expiry", 0).source, "events.harvester_expiry"),
+    )
+
+    level = get("log_level", "info")
+    log_level = parse_str(level.value, level.source, "log_level").lower()
+    if log_level not in LOG_LEVELS:
+        raise ConfigError(level.source, "log_level", f"expected one of {', '.join(LOG_LEVELS)}, got {level.value!r}")
+    listen = get("web.listen_address", DEFAULT_LISTEN_ADDRESS)
+    listen_address = parse_str(listen.value, listen.source, "web.listen_address")
+    split_address(listen_address, "web.listen_address", listen.source)
+    web_file = get("web.config_file", None)
+    web_config_file = None
+    if web_file.value not in (None, ""):
+        web_config_file = Path(parse_str(web_file.value, web_file.source, "web.config_file")).expanduser()
+
+    # Fail at start, not at the first poll, when a certificate a collector needs is missing.
+    needs_tls = [c for c in collectors.values() if c.enabled] + ([events] if events.enabled else [])
+    if needs_tls or enabled_any:
+        if chia_file is None and not ca_cert.exists():
+            raise ConfigError(str(chia_root / "config" / "config.yaml"), "",
+                              "no Chia configuration here: set --chia-root or CHIA_ROOT "
+                              "to the folder of a Chia installation")
+        _check_readable(ca_cert, ca_source(chia_file), "private_ssl_ca.crt")
+    for name, c in collectors.items():
+        if c.enabled:
+            _check_readable(c.cert, get(f"collectors.{name}.cert", "").source, f"collectors.{name}.cert")
+            _check_readable(c.key, get(f"collectors.{name}.key", "").source, f"collectors.{name}.key")
+    if events.enabled and not collectors["daemon"].enabled:
+        _check_readable(events.cert, get("collectors.daemon.cert", "").source, "collectors.daemon.cert")
+        _check_readable(events.key, get("collectors.daemon.key", "").source, "collectors.daemon.key")
+
+    sources = tuple(s for s in (str(chia_file) if chia_file else None,
+                                str(config_file.value) if config_file else None) if s)
+    return Config(
+        chia_root=chia_root, ca_cert=ca_cert, listen_address=listen_address,
+        web_config_file=web_config_file, log_level=log_level, collectors=collectors, events=events,
+        chia_config_file=chia_file, sources=sources,
+    )
+
+
+def ca_source(chia_file: Path | None) -> str:
+    return f"{chia_file} (private_ssl_ca.crt)" if chia_file else "default"
+
+
+def _collector(name: str, spec: ServiceSpec, chia_root: Path, get) -> CollectorConfig:
+    def val(key: str, default: Any) -> tuple[Any, str]:
+        s = get(f"collectors.{name}.{key}", default)
+        return s.value, s.source
+
+    k = f"collectors.{name}"
+    enabled = parse_bool(*val("enabled", True), f"{k}.enabled")
+    host = parse_str(*val("host", "localhost"), f"{k}.host")
+    port = parse_int(*val("port", spec.default_port), f"{k}.port", 1, 65535)
+    interval = parse_duration(*val("interval", spec.default_interval), f"{k}.interval")
+    # Unless set, the timeout shrinks with a short interval so that polls never overlap.
+    timeout = parse_duration(*val("timeout", min(spec.default_timeout, interval)), f"{k}.timeout")
+    stale_value, stale_source = val("stale_after", None)
+    stale_after = (parse_duration(stale_value, stale_source, f"{k}.stale_after")
+                   if stale_value is not None else 3 * interval)
+    default_dir = f"config/ssl/{spec.cert_dir}/private_{spec.cert_dir}"
+    cert = Path(parse_str(*val("cert", str(chia_root / f"{default_dir}.crt")), f"{k}.cert")).expanduser()
+    key = Path(parse_str(*val("key", str(chia_root / f"{default_dir}.key")), f"{k}.key")).expanduser()
+    max_bytes = parse_int(*val("max_response_bytes", spec.default_max_response_bytes),
+                          f"{k}.max_response_bytes", 1024)
+    if timeout > interval:
+        timeout_source = get(f"{k}.timeout", None).source
+        raise ConfigError(timeout_source, f"{k}.timeout",
+                          f"{timeout:g}s is longer than the interval {interval:g}s")
+    return CollectorConfig(name, enabled, host, port, interval, timeout, stale_after, cert, key, max_bytes)
+
+
+def _check_readable(path: Path, source: str, key: str) -> None:
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise ConfigError(source, key, f"cannot read {path}: {e.strerror or e}") from None
+
+
+def _pick(key: str, *layers: Layer) -> Setting | None:
+    for layer in layers:
+        if key in layer:
+            return layer[key]
+    return None
+
+
+def flag_name(dotted: str) -> str:
+    """The command-line flag of a dotted key: collectors.farmer.port -> collector.farmer.port."""
+    if dotted.startswith("collectors."):
+        return "collector." + dotted[len("collectors."):]
+    return {"web.listen_address": "web.listen-address", "web.config_file": "web.config.file",
+            "log_level": "log.level", "chia_root": "chia-root"}.get(dotted, dotted)
+
+
+def with_collectors(config: Config, **changes: CollectorConfig) -> Config:
+    """A copy with some collectors replaced (tests and the demo use this)."""
+    return replace(config, collectors={**config.collectors, **changes})
