@@ -9,9 +9,10 @@ import aiohttp
 from prometheus_client.core import Metric
 from prometheus_client.registry import CollectorRegistry
 
-from exporter.collectors import build_collectors
+from exporter.collectors import build_collectors, build_event_states
 from exporter.collectors.base import Collector
 from exporter.config import Config
+from exporter.daemon_ws import DaemonRpc, EventDispatcher, EventStream, render_stream
 from exporter.rpc import RpcClient, RpcStats, TlsFiles
 from exporter.scheduler import Clock, CollectorRunner, Scheduler
 from exporter.self_metrics import render_self_metrics
@@ -31,32 +32,59 @@ class Exporter:
         self.session: aiohttp.ClientSession | None = None
         self.runners: list[CollectorRunner] = []
         self.scheduler = Scheduler([])
+        self.dispatcher = EventDispatcher(build_event_states(config, self), self.clock.time)
+        self.events: EventStream | None = None
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_RegistryBridge(self))
 
-    async def start(self) -> None:
+    async def start(self, background: bool = True) -> None:
+        """Open the pool and build the runners; ``background=False`` (tests) starts no loops."""
         # One pool for every service; a small limit, since each collector has one poll in flight.
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32, keepalive_timeout=60))
         self.runners = [CollectorRunner(c, self.rpc_for(c), self.clock) for c in self.collectors]
         self.scheduler = Scheduler(self.runners)
-        self.scheduler.start()
+        e = self.config.events
+        if e.enabled:
+            self.events = EventStream(self.session, e.host, e.port, TlsFiles(self.config.ca_cert, e.cert, e.key),
+                                      self.dispatcher, e.watchdog, e.max_message_bytes)
+        if background:
+            self.scheduler.start()
+            if self.events is not None:
+                self.events.start()
 
     async def stop(self) -> None:
+        if self.events is not None:
+            await self.events.stop()
         await self.scheduler.stop()
         if self.session is not None:
             await self.session.close()
+            self.session = None
 
-    def rpc_for(self, collector: Collector) -> RpcClient:
+    def refresh(self, collector: str) -> None:
+        """Poll a collector soon (events such as a wallet's coin_added ask for this)."""
+        runner = self.scheduler.runner(collector)
+        if runner is not None:
+            runner.request_refresh()
+
+    def runner(self, collector: str) -> CollectorRunner | None:
+        return self.scheduler.runner(collector)
+
+    def rpc_for(self, collector: Collector):
         c = collector.config
         assert self.session is not None
+        tls = TlsFiles(self.config.ca_cert, c.cert, c.key)
+        if collector.service == "daemon":
+            return DaemonRpc(self.session, c.host, c.port, tls, c.timeout, c.max_response_bytes, self.stats)
         return RpcClient(
             session=self.session, service=collector.service, collector=collector.name,
-            host=c.host, port=c.port, tls=TlsFiles(self.config.ca_cert, c.cert, c.key),
+            host=c.host, port=c.port, tls=tls,
             timeout=c.timeout, max_response_bytes=c.max_response_bytes, stats=self.stats,
         )
 
     def collect(self) -> Iterator[Metric]:
         families: list[Metric] = list(render_self_metrics(self.runners, self.stats))
+        families.extend(render_stream(self.events))
+        families.extend(self.dispatcher.render())
         for runner in self.runners:
             if runner.fresh():
                 families.extend(runner.collector.render(runner.snapshot))
@@ -65,6 +93,9 @@ class Exporter:
     def health(self) -> dict:
         return {
             "healthy": self.scheduler.running,
+            "events": None if self.events is None else {
+                "connected": self.events.connected, "reconnects": self.events.reconnects,
+                "last_error": self.events.last_error},
             "collectors": {
                 r.name: {"state": r.state, "last_success": r.last_success, "last_error": r.last_error}
                 for r in self.runners

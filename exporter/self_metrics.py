@@ -11,11 +11,13 @@ from exporter import __version__
 from exporter.rpc import RpcStats
 from exporter.scheduler import CollectorRunner
 
+PYTHON_VERSION = platform.python_version()
+
 
 def render_self_metrics(runners: list[CollectorRunner], stats: RpcStats) -> Iterator[Metric]:
     build = GaugeMetricFamily("chia_exporter_build_info", "chia_exporter: version of the exporter and of Python it runs on.",
                               labels=["version", "python_version"])
-    build.add_metric([__version__, platform.python_version()], 1)
+    build.add_metric([__version__, PYTHON_VERSION], 1)
     yield build
 
     success = GaugeMetricFamily("chia_exporter_collector_success",

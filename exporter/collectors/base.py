@@ -102,3 +102,82 @@ def as_bool(value: Any) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"expected true or false, got {value!r}")
     return value
+
+
+class EventState(ABC):
+    """What one service's daemon events feed: counters, histograms and gauges that live as long as
+    the exporter, across WebSocket reconnects and daemon restarts.
+
+    ``handle`` may raise KeyError, TypeError or ValueError on a malformed event: the dispatcher
+    counts and logs it and carries on. ``render`` is pure, like a collector's.
+    """
+
+    origin: ClassVar[str]  # the daemon's name of the sending service, e.g. "chia_farmer"
+    commands: ClassVar[frozenset[str]]  # the commands this state consumes
+
+    @abstractmethod
+    def handle(self, command: str, data: dict, now: float) -> None:
+        """Fold one event into the state."""
+
+    @abstractmethod
+    def render(self, now: float) -> Iterable[Metric]:
+        """Fresh families from the state."""
+
+
+# Buckets that resolve what farmers care about: over 5 s a lookup loses the signage point,
+# warnings start at 1-2 s.
+LOOKUP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+# Block validation on a healthy node is well under a second; a slow disk or CPU shows as seconds.
+VALIDATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Histogram:
+    """A cumulative histogram fed by events, rendered as a fresh HistogramMetricFamily."""
+
+    __slots__ = ("bounds", "counts", "sum", "count")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * len(bounds)  # per bucket, not cumulative
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        for i, bound in enumerate(self.bounds):
+            if value <= bound:
+                self.counts[i] += 1
+                break
+        self.sum += value
+        self.count += 1
+
+    def buckets(self) -> list[tuple[str, float]]:
+        out, running = [], 0
+        for bound, n in zip(self.bounds, self.counts):
+            running += n
+            out.append((_bound(bound), running))
+        out.append(("+Inf", self.count))
+        return out
+
+
+def _bound(bound: float) -> str:
+    return repr(float(bound))
+
+
+def histogram_family(name: str, doc: str, labels: list[str] | None = None,
+                     rows: Iterable[tuple[Iterable[str], Histogram]] = ()) -> Metric:
+    from prometheus_client.core import HistogramMetricFamily
+
+    fam = HistogramMetricFamily(name, doc, labels=labels or [])
+    for values, h in rows:
+        fam.add_metric([str(v) for v in values], h.buckets(), h.sum)
+    return fam
+
+
+def counter_family(name: str, doc: str, labels: list[str] | None = None,
+                   rows: Iterable[tuple[Iterable[str], float]] = ()) -> Metric:
+    from prometheus_client.core import CounterMetricFamily
+
+    fam = CounterMetricFamily(name, doc, labels=labels or [])
+    for values, value in rows:
+        fam.add_metric([str(v) for v in values], value)
+    return fam

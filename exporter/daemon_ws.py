@@ -1,0 +1,304 @@
+"""The daemon's WebSocket: requests to the daemon, and the event stream that never goes silent.
+
+The event stream registers as ``metrics`` and folds every pushed event into the collectors'
+:class:`EventState` objects, which live as long as the exporter: a dropped link, a silent daemon
+or a daemon restart costs a reconnect (1 s doubling to 30 s, with jitter), never the counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import ssl
+import uuid
+from collections import Counter
+from typing import Any, Callable, Iterable, Iterator
+
+import aiohttp
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from exporter.collectors.base import EventState
+from exporter.rpc import RpcError, RpcStats, TlsFiles, check_allowed
+
+log = logging.getLogger(__name__)
+
+BACKOFF_START, BACKOFF_MAX = 1.0, 30.0
+REGISTER_TIMEOUT = 10.0
+
+
+def _message(command: str, data: dict, destination: str = "daemon", origin: str = "metrics") -> dict:
+    return {"command": command, "ack": False, "data": data, "request_id": uuid.uuid4().hex,
+            "destination": destination, "origin": origin}
+
+
+class DaemonRpc:
+    """Requests to the daemon (``is_running``, ``get_version``): one short connection per poll.
+
+    Used by the daemon collector; each request is checked against the read-only allowlist and
+    counted like an HTTPS call.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, host: str, port: int, tls: TlsFiles,
+                 timeout: float, max_response_bytes: int, stats: RpcStats, collector: str = "daemon") -> None:
+        self.session, self.host, self.port, self.tls = session, host, port, tls
+        self.timeout, self.max_bytes, self.stats, self.collector = timeout, max_response_bytes, stats, collector
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"wss://{host}:{self.port}/"
+
+    async def __aenter__(self) -> DaemonRpc:
+        try:
+            self._ws = await self.session.ws_connect(
+                self.url, ssl=self.tls.context(), max_msg_size=self.max_bytes, autoping=True,
+                timeout=aiohttp.ClientWSTimeout(ws_receive=self.timeout, ws_close=2.0),
+            )
+        except Exception as e:
+            outcome, detail = classify(e, self.timeout)
+            self.stats.record(self.collector, "connect", outcome)
+            raise RpcError(outcome, "connect", detail) from None
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+            self._ws = None
+
+    async def call(self, command: str, data: dict | None = None, parse: Callable[[dict], Any] | None = None) -> Any:
+        check_allowed("daemon", command)
+        try:
+            result = await self._request(command, data or {})
+            if parse is not None:
+                try:
+                    result = parse(result)
+                except (KeyError, TypeError, ValueError, AttributeError) as e:
+                    raise RpcError("bad_response", command, f"unexpected shape: {type(e).__name__}: {e}") from None
+        except RpcError as e:
+            self.stats.record(self.collector, command, e.outcome)
+            raise
+        self.stats.record(self.collector, command, "ok")
+        return result
+
+    async def _request(self, command: str, data: dict) -> dict:
+        assert self._ws is not None, "use DaemonRpc as an async context manager"
+        msg = _message(command, data, origin="chia_prometheus_exporter")
+        try:
+            await self._ws.send_json(msg)
+            body = await asyncio.wait_for(self._reply(command, msg["request_id"]), self.timeout)
+        except RpcError:
+            raise
+        except asyncio.TimeoutError:
+            raise RpcError("timeout", command, f"no answer within {self.timeout:g}s") from None
+        except ValueError:
+            raise RpcError("bad_response", command, "not JSON") from None
+        except (aiohttp.ClientError, ConnectionError) as e:
+            raise RpcError("bad_response", command, f"connection broke: {type(e).__name__}") from None
+        data_out = body.get("data")
+        if not isinstance(data_out, dict):
+            raise RpcError("bad_response", command, "reply has no data object")
+        if data_out.get("success") is False:
+            raise RpcError("error", command, str(data_out.get("error") or "success is false"))
+        return data_out
+
+    async def _reply(self, command: str, request_id: str) -> dict:
+        """The reply with our request_id; events pushed meanwhile are not ours to read."""
+        assert self._ws is not None
+        while True:
+            reply = await self._ws.receive()
+            if reply.type != aiohttp.WSMsgType.TEXT:
+                raise RpcError("bad_response", command, f"connection ended ({reply.type.name})")
+            body = json.loads(reply.data)
+            if isinstance(body, dict) and body.get("request_id") == request_id:
+                return body
+
+
+def classify(e: BaseException, timeout: float) -> tuple[str, str]:
+    """Map a connection error to an outcome, without ever echoing certificate contents."""
+    if isinstance(e, (asyncio.TimeoutError, TimeoutError, aiohttp.ServerTimeoutError)):
+        return "timeout", f"no answer within {timeout:g}s"
+    if isinstance(e, (ssl.SSLError, aiohttp.ClientSSLError)):
+        inner = getattr(e, "certificate_error", None) or getattr(e, "os_error", None) or e
+        return "tls", f"TLS handshake failed: {getattr(inner, 'verify_message', None) or getattr(inner, 'reason', None) or inner}"
+    if isinstance(e, aiohttp.ClientConnectorError):
+        return "refused", f"cannot connect: {e.os_error}"
+    if isinstance(e, aiohttp.WSServerHandshakeError):
+        return "error", f"WebSocket handshake refused: HTTP {e.status}"
+    return "error", f"{type(e).__name__}: {e}"
+
+
+class EventDispatcher:
+    """Routes each event to the states of its origin and counts what came."""
+
+    def __init__(self, states: Iterable[EventState], clock: Callable[[], float]) -> None:
+        self.by_origin: dict[str, list[EventState]] = {}
+        for s in states:
+            self.by_origin.setdefault(s.origin, []).append(s)
+        self.states = list(states)
+        self.clock = clock
+        self.events: Counter[tuple[str, str]] = Counter()
+        self.last_event: dict[str, float] = {}
+        self.errors: Counter[str] = Counter()  # reason -> count of events that could not be used
+
+    def dispatch_text(self, text: str) -> None:
+        try:
+            msg = json.loads(text)
+        except ValueError:
+            self.reject("malformed", "not JSON")
+            return
+        self.dispatch(msg)
+
+    def dispatch(self, msg: Any) -> None:
+        if not isinstance(msg, dict) or not isinstance(msg.get("command"), str):
+            self.reject("malformed", "no command")
+            return
+        origin = msg.get("origin") if isinstance(msg.get("origin"), str) else "unknown"
+        command = msg["command"]
+        now = self.clock()
+        self.events[(origin, command)] += 1
+        self.last_event[origin] = now
+        data = msg.get("data")
+        for state in self.by_origin.get(origin, ()):
+            if command not in state.commands:
+                continue
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError("data is not an object")
+                state.handle(command, data, now)
+            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+                self.reject("malformed", f"{origin} {command}: {type(e).__name__}: {e}")
+
+    def reject(self, reason: str, detail: str) -> None:
+        self.errors[reason] += 1
+        # A flood of bad events must not flood the log: the first few, then every 1000th.
+        n = self.errors[reason]
+        if n <= 5 or n % 1000 == 0:
+            log.warning("event rejected (%s, %d so far): %s", reason, n, detail)
+
+    def render(self) -> Iterator[Metric]:
+        now = self.clock()
+        events = CounterMetricFamily("chia_exporter_events", "chia_exporter: daemon events received, by sending service and command.",
+                                     labels=["origin", "command"])
+        for (origin, command), n in sorted(self.events.items()):
+            events.add_metric([origin, command], n)
+        yield events
+        last = GaugeMetricFamily("chia_exporter_last_event_timestamp_seconds",
+                                 "chia_exporter: Unix time of the last daemon event from each service.", labels=["origin"])
+        for origin, ts in sorted(self.last_event.items()):
+            last.add_metric([origin], ts)
+        yield last
+        errors = CounterMetricFamily("chia_exporter_event_errors",
+                                     "chia_exporter: daemon messages that could not be used (malformed, oversized).",
+                                     labels=["reason"])
+        for reason in ("malformed", "oversized"):
+            errors.add_metric([reason], self.errors.get(reason, 0))
+        yield errors
+        for state in self.states:
+            yield from state.render(now)
+
+
+class EventStream:
+    """The long-lived ``metrics`` WebSocket: connect, register, read, and reconnect forever."""
+
+    def __init__(self, session: aiohttp.ClientSession, host: str, port: int, tls: TlsFiles,
+                 dispatcher: EventDispatcher, watchdog: float, max_message_bytes: int) -> None:
+        self.session, self.host, self.port, self.tls = session, host, port, tls
+        self.dispatcher = dispatcher
+        self.watchdog = watchdog
+        self.max_message_bytes = max_message_bytes
+        self.connected = False
+        self.reconnects = 0
+        self.connections = 0
+        self.last_error: str | None = None
+        self._task: asyncio.Task | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"wss://{host}:{self.port}/"
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run_forever(), name="daemon-events")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        self.connected = False
+
+    async def run_forever(self) -> None:
+        backoff = BACKOFF_START
+        while True:
+            try:
+                await self._session_once()
+                backoff = BACKOFF_START  # a link that was up starts the backoff over
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # every failure ends in a reconnect, never in silence
+                outcome, detail = classify(e, REGISTER_TIMEOUT)
+                if detail != self.last_error:
+                    log.warning("daemon WebSocket %s: %s; reconnecting", self.url, detail)
+                self.last_error = detail
+            finally:
+                self.connected = False
+            delay = backoff * random.uniform(0.8, 1.2)
+            backoff = min(backoff * 2, BACKOFF_MAX)
+            await asyncio.sleep(delay)
+
+    async def _session_once(self) -> None:
+        was_up = self.connections > 0
+        async with self.session.ws_connect(
+            self.url, ssl=self.tls.context(), max_msg_size=self.max_message_bytes, autoping=True,
+            heartbeat=None, timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
+        ) as ws:
+            await ws.send_json(_message("register_service", {"service": "metrics"}))
+            self.connections += 1
+            if was_up:
+                self.reconnects += 1
+            registered = False
+            while True:
+                # The watchdog: the farmer alone sends add_connection every 30 s, so a long silence
+                # means a dead link that TCP has not noticed.
+                timeout = REGISTER_TIMEOUT if not registered else self.watchdog
+                try:
+                    msg = await ws.receive(timeout=timeout)
+                except (asyncio.TimeoutError, TimeoutError):
+                    what = "no reply to register_service" if not registered else f"nothing for {self.watchdog:g}s"
+                    raise ConnectionError(f"watchdog: {what}") from None
+                if msg.type == aiohttp.WSMsgType.TEXT:
+                    if not registered and _is_register_ack(msg.data):
+                        registered = True
+                        self.connected = True
+                        self.last_error = None
+                        log.info("daemon WebSocket %s: registered as metrics", self.url)
+                        continue
+                    self.dispatcher.dispatch_text(msg.data)
+                elif msg.type == aiohttp.WSMsgType.BINARY:
+                    self.dispatcher.reject("malformed", "binary message")
+                elif msg.type == aiohttp.WSMsgType.ERROR:
+                    if isinstance(msg.data, aiohttp.WebSocketError) and msg.data.code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG:
+                        self.dispatcher.reject("oversized", f"message over {self.max_message_bytes} bytes")
+                    raise ConnectionError(f"WebSocket error: {type(msg.data).__name__}")
+                else:  # CLOSE, CLOSING, CLOSED
+                    raise ConnectionError(f"daemon closed the connection ({msg.type.name})")
+
+
+def _is_register_ack(text: str) -> bool:
+    try:
+        msg = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(msg, dict) and msg.get("command") == "register_service" and msg.get("origin") == "daemon"
+
+
+def render_stream(stream: EventStream | None) -> Iterator[Metric]:
+    yield GaugeMetricFamily("chia_exporter_websocket_connected",
+                            "chia_exporter: 1 while the daemon WebSocket is up and registered as metrics.",
+                            value=float(bool(stream and stream.connected)))
+    yield CounterMetricFamily("chia_exporter_websocket_reconnects",
+                              "chia_exporter: reconnections of the daemon WebSocket after a drop.",
+                              value=stream.reconnects if stream else 0)

@@ -1,0 +1,115 @@
+"""A fake Chia daemon: the WebSocket on daemon_port over mutual TLS.
+
+It answers requests from recorded replies (``<command>.json``, ``is_running-<service>.json``),
+acknowledges ``register_service``, and pushes events to the sockets registered under a name, as
+the real daemon forwards them. Tests drive it: ``push``, ``replay``, ``drop_all``, ``send_raw``,
+``stop``/``start`` for a restart on the same port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+
+@dataclass
+class FakeDaemon:
+    name: str
+    bodies: dict[str, Any]
+    ssl_context: ssl.SSLContext
+    port: int = 0
+    runner: web.AppRunner | None = None
+    registered: dict[str, set] = field(default_factory=dict)  # service name -> sockets
+    requests: list[dict] = field(default_factory=list)
+    ignore_register: bool = False  # a daemon that accepts the socket and then says nothing
+    registrations: int = 0
+
+    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=0)
+        await ws.prepare(request)
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                req = json.loads(msg.data)
+                self.requests.append(req)
+                await self.answer(ws, req)
+        finally:
+            for sockets in self.registered.values():
+                sockets.discard(ws)
+        return ws
+
+    async def answer(self, ws: web.WebSocketResponse, req: dict) -> None:
+        command, data = req.get("command"), req.get("data") or {}
+        if command == "register_service":
+            if self.ignore_register:
+                return
+            self.registered.setdefault(data.get("service"), set()).add(ws)
+            self.registrations += 1
+            reply = {"ack": True, "command": command, "data": {"success": True},
+                     "destination": data.get("service"), "origin": "daemon"}
+        else:
+            key = f"{command}-{data.get('service')}" if "service" in data else command
+            recorded = self.bodies.get(key) or self.bodies.get(command)
+            if recorded is None:
+                reply = {"ack": True, "command": command, "origin": "daemon",
+                         "data": {"success": False, "error": f"unknown command {command}"}}
+            else:
+                reply = dict(recorded)
+        reply["request_id"] = req.get("request_id")
+        await ws.send_json(reply)
+
+    async def push(self, message: dict, destination: str | None = None) -> int:
+        """Send one event to every socket registered under its destination; returns how many."""
+        dest = destination or message.get("destination") or "metrics"
+        sent = 0
+        for ws in list(self.registered.get(dest, ())):
+            if not ws.closed:
+                await ws.send_str(json.dumps(message))
+                sent += 1
+        return sent
+
+    async def replay(self, messages: list[dict], destination: str = "metrics") -> int:
+        """Push recorded events in order (skipping the recorded register_service ack)."""
+        n = 0
+        for m in messages:
+            if m.get("origin") == "daemon":
+                continue
+            n += await self.push(m, destination)
+        return n
+
+    async def send_raw(self, text: str, destination: str = "metrics") -> None:
+        for ws in list(self.registered.get(destination, ())):
+            await ws.send_str(text)
+
+    async def drop_all(self) -> None:
+        for sockets in self.registered.values():
+            for ws in list(sockets):
+                await ws.close()
+        self.registered.clear()
+
+    async def wait_registered(self, destination: str = "metrics", count: int = 1, timeout: float = 10) -> None:
+        async def until() -> None:
+            while len(self.registered.get(destination, ())) < count:
+                await asyncio.sleep(0.02)
+        await asyncio.wait_for(until(), timeout)
+
+    async def start(self, port: int = 0) -> None:
+        app = web.Application()
+        app.router.add_get("/", self.handle)
+        self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", port or self.port, ssl_context=self.ssl_context)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        await self.drop_all()
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
