@@ -48,6 +48,7 @@ class ServiceSpec:
     default_timeout: float = 10.0
     default_max_response_bytes: int = 16 * 2**20
     transport: str = "https"  # "https" for JSON RPC, "websocket" for the daemon
+    default_enabled: bool = True
 
 
 # The services the exporter knows, in the order they are rendered. The daemon has no HTTPS RPC:
@@ -67,6 +68,9 @@ SERVICES: dict[str, ServiceSpec] = {
             "daemon", (), "daemon", 55400, port_key="daemon_port", transport="websocket",
             default_interval=60.0,
         ),
+        # Only network operators run a crawler (seeder): off unless asked for.
+        ServiceSpec("crawler", ("seeder", "crawler"), "crawler", 8561, default_interval=60.0,
+                    default_enabled=False),
     )
 }
 
@@ -110,6 +114,7 @@ class Config:
     events: EventsConfig
     chia_config_file: Path | None  # the config.yaml that was read, if any
     sources: tuple[str, ...] = field(default=())  # files read, for --check-config
+    full_node_database: Path | None = None  # the node's SQLite file, as config.yaml names it
 
     @property
     def listen_host_port(self) -> tuple[str, int]:
@@ -434,6 +439,7 @@ def load(
         chia_root=chia_root, ca_cert=ca_cert, listen_address=listen_address,
         web_config_file=web_config_file, log_level=log_level, collectors=collectors, events=events,
         chia_config_file=chia_file, sources=sources,
+        full_node_database=full_node_database(chia_root, chia) if chia_file else None,
     )
 
 
@@ -447,7 +453,7 @@ def _collector(name: str, spec: ServiceSpec, chia_root: Path, get) -> CollectorC
         return s.value, s.source
 
     k = f"collectors.{name}"
-    enabled = parse_bool(*val("enabled", True), f"{k}.enabled")
+    enabled = parse_bool(*val("enabled", spec.default_enabled), f"{k}.enabled")
     host = parse_str(*val("host", "localhost"), f"{k}.host")
     port = parse_int(*val("port", spec.default_port), f"{k}.port", 1, 65535)
     interval = parse_duration(*val("interval", spec.default_interval), f"{k}.interval")

@@ -208,3 +208,7 @@ def database_sizes(db: Path | None) -> tuple[tuple[str, int], ...]:
         except OSError:
             continue
     return tuple(sizes)
+
+
+def make_collector(config) -> FullNodeCollector:
+    return FullNodeCollector(config.collectors["full_node"], config.full_node_database)
