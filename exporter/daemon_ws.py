@@ -263,7 +263,7 @@ class EventStream:
             while True:
                 # The watchdog: the farmer alone sends add_connection every 30 s, so a long silence
                 # means a dead link that TCP has not noticed.
-                timeout = REGISTER_TIMEOUT if not registered else self.watchdog
+                timeout = min(REGISTER_TIMEOUT, self.watchdog) if not registered else self.watchdog
                 try:
                     msg = await ws.receive(timeout=timeout)
                 except (asyncio.TimeoutError, TimeoutError):
