@@ -70,7 +70,12 @@ def setup_logging(level: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ns, flags = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["demo"]:  # a simulated farm for trying the exporter without a Chia node
+        from exporter.demo import main as demo_main
+
+        return demo_main(argv[1:])
+    ns, flags = parse_args(argv)
     try:
         config = load(flags)
         web_config = None
