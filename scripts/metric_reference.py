@@ -56,7 +56,7 @@ def _family_of(sample: str, types: dict[str, str]) -> str:
 def render() -> str:
     rows = ["| metric | type | labels | meaning and source |", "| --- | --- | --- | --- |"]
     for name, f in sorted(families().items()):
-        shown = name + "_total" if f.get("type") == "counter" else name
+        shown = name
         labels = ", ".join(f"`{label}`" for label in sorted(f["labels"])) or "–"
         help_text = f.get("help", "").replace("|", "\\|")
         rows.append(f"| `{shown}` | {f.get('type', '')} | {labels} | {help_text} |")
