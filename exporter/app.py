@@ -12,7 +12,7 @@ from prometheus_client.registry import CollectorRegistry
 from exporter.collectors import build_collectors, build_event_states
 from exporter.collectors.base import Collector
 from exporter.config import Config
-from exporter.daemon_ws import DaemonRpc, EventDispatcher, EventStream, render_stream
+from exporter.daemon_ws import DaemonRpc, EventDispatcher, EventStream, StreamRpc, render_stream
 from exporter.rpc import RpcClient, RpcStats, TlsFiles
 from exporter.scheduler import Clock, CollectorRunner, Scheduler
 from exporter.self_metrics import render_self_metrics
@@ -41,12 +41,12 @@ class Exporter:
         """Open the pool and build the runners; ``background=False`` (tests) starts no loops."""
         # One pool for every service; a small limit, since each collector has one poll in flight.
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32, keepalive_timeout=60))
-        self.runners = [CollectorRunner(c, self.rpc_for(c), self.clock) for c in self.collectors]
-        self.scheduler = Scheduler(self.runners)
         e = self.config.events
         if e.enabled:
             self.events = EventStream(self.session, e.host, e.port, TlsFiles(self.config.ca_cert, e.cert, e.key),
                                       self.dispatcher, e.watchdog, e.max_message_bytes)
+        self.runners = [CollectorRunner(c, self.rpc_for(c), self.clock) for c in self.collectors]
+        self.scheduler = Scheduler(self.runners)
         if background:
             self.scheduler.start()
             if self.events is not None:
@@ -72,6 +72,9 @@ class Exporter:
     def rpc_for(self, collector: Collector):
         c = collector.config
         assert self.session is not None
+        if self.config.transport == "daemon":
+            assert self.events is not None  # config.load makes daemon transport require events
+            return StreamRpc(self.events, collector.service, collector.name, c.timeout, self.stats)
         tls = TlsFiles(self.config.ca_cert, c.cert, c.key)
         if collector.service == "daemon":
             return DaemonRpc(self.session, c.host, c.port, tls, c.timeout, c.max_response_bytes, self.stats)

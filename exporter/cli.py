@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--web.config.file", dest="web.config_file", metavar="FILE",
                    help="TLS and basic auth for /metrics, in Prometheus exporter-toolkit's format")
     p.add_argument("--log.level", dest="log_level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--transport", dest="transport", choices=["https", "daemon"],
+                   help="https: call each service's RPC port (default); daemon: route every call through "
+                        "the daemon's WebSocket, for hosts that expose only the daemon port")
     p.add_argument("--check-config", action="store_true", help="validate the configuration and exit (0 or 2)")
     events = p.add_argument_group("daemon events")
     events.add_argument("--events", dest="events.enabled", action=argparse.BooleanOptionalAction, default=None,
@@ -99,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def describe(config: Config) -> str:
     lines = [f"configuration OK (read: {', '.join(config.sources) or 'defaults only'})",
-             f"listen: {config.listen_address}"]
+             f"listen: {config.listen_address}", f"transport: {config.transport}"]
     for c in config.collectors.values():
         state = "on " if c.enabled else "off"
         lines.append(f"collector {c.name:<10} {state} {c.host}:{c.port} every {c.interval:g}s, timeout {c.timeout:g}s")

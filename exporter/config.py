@@ -47,7 +47,6 @@ class ServiceSpec:
     default_interval: float = 30.0
     default_timeout: float = 10.0
     default_max_response_bytes: int = 16 * 2**20
-    transport: str = "https"  # "https" for JSON RPC, "websocket" for the daemon
     default_enabled: bool = True
 
 
@@ -65,8 +64,7 @@ SERVICES: dict[str, ServiceSpec] = {
         ),
         ServiceSpec("wallet", ("wallet",), "wallet", 9256, default_interval=60.0),
         ServiceSpec(
-            "daemon", (), "daemon", 55400, port_key="daemon_port", transport="websocket",
-            default_interval=60.0,
+            "daemon", (), "daemon", 55400, port_key="daemon_port", default_interval=60.0,
         ),
         # Only network operators run a crawler (seeder): off unless asked for.
         ServiceSpec("crawler", ("seeder", "crawler"), "crawler", 8561, default_interval=60.0,
@@ -110,6 +108,7 @@ class Config:
     listen_address: str
     web_config_file: Path | None
     log_level: str
+    transport: str  # "https": each service's RPC port; "daemon": everything through the daemon
     collectors: dict[str, CollectorConfig]
     events: EventsConfig
     chia_config_file: Path | None  # the config.yaml that was read, if any
@@ -184,7 +183,8 @@ def parse_str(value: Any, source: str, key: str) -> str:
 COLLECTOR_KEYS = ("enabled", "host", "port", "interval", "timeout", "stale_after", "cert", "key",
                   "max_response_bytes")
 EVENTS_KEYS = ("enabled", "host", "port", "watchdog", "max_message_bytes", "harvester_expiry")
-TOP_KEYS = ("chia_root", "log_level", "web", "collectors", "events")
+TOP_KEYS = ("chia_root", "log_level", "transport", "web", "collectors", "events")
+TRANSPORTS = ("https", "daemon")
 WEB_KEYS = ("listen_address", "config_file")
 
 
@@ -258,7 +258,7 @@ def env_key(dotted: str) -> str:
 
 
 def all_dotted_keys() -> list[str]:
-    keys = ["chia_root", "log_level", "config", "web.listen_address", "web.config_file"]
+    keys = ["chia_root", "log_level", "transport", "config", "web.listen_address", "web.config_file"]
     keys += [f"collectors.{n}.{k}" for n in SERVICES for k in COLLECTOR_KEYS]
     keys += [f"events.{k}" for k in EVENTS_KEYS]
     return keys
@@ -405,6 +405,15 @@ def load(
                                         ev("harvester_expiry", 0).source, "events.harvester_expiry"),
     )
 
+    transport_setting = get("transport", "https")
+    transport = parse_str(transport_setting.value, transport_setting.source, "transport").lower()
+    if transport not in TRANSPORTS:
+        raise ConfigError(transport_setting.source, "transport",
+                          f"expected one of {', '.join(TRANSPORTS)}, got {transport_setting.value!r}")
+    if transport == "daemon" and not events.enabled:
+        raise ConfigError(transport_setting.source, "transport",
+                          "daemon transport goes over the events WebSocket: events must stay enabled")
+
     level = get("log_level", "info")
     log_level = parse_str(level.value, level.source, "log_level").lower()
     if log_level not in LOG_LEVELS:
@@ -426,7 +435,8 @@ def load(
                               "to the folder of a Chia installation")
         _check_readable(ca_cert, ca_source(chia_file), "private_ssl_ca.crt")
     for name, c in collectors.items():
-        if c.enabled:
+        # Through the daemon, only the daemon's certificate is used.
+        if c.enabled and (transport == "https" or name == "daemon"):
             _check_readable(c.cert, get(f"collectors.{name}.cert", "").source, f"collectors.{name}.cert")
             _check_readable(c.key, get(f"collectors.{name}.key", "").source, f"collectors.{name}.key")
     if events.enabled and not collectors["daemon"].enabled:
@@ -437,7 +447,8 @@ def load(
                                 str(config_file.value) if config_file else None) if s)
     return Config(
         chia_root=chia_root, ca_cert=ca_cert, listen_address=listen_address,
-        web_config_file=web_config_file, log_level=log_level, collectors=collectors, events=events,
+        web_config_file=web_config_file, log_level=log_level, transport=transport,
+        collectors=collectors, events=events,
         chia_config_file=chia_file, sources=sources,
         full_node_database=full_node_database(chia_root, chia) if chia_file else None,
     )
@@ -494,7 +505,7 @@ def flag_name(dotted: str) -> str:
     if dotted.startswith("collectors."):
         return "collector." + dotted[len("collectors."):]
     return {"web.listen_address": "web.listen-address", "web.config_file": "web.config.file",
-            "log_level": "log.level", "chia_root": "chia-root"}.get(dotted, dotted)
+            "log_level": "log.level", "chia_root": "chia-root", "transport": "transport"}.get(dotted, dotted)
 
 
 def with_collectors(config: Config, **changes: CollectorConfig) -> Config:

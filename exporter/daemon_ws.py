@@ -80,6 +80,9 @@ class DaemonRpc:
         except RpcError as e:
             self.stats.record(self.collector, command, e.outcome)
             raise
+        except asyncio.CancelledError:  # the poll's own timeout ended this call: count it as one
+            self.stats.record(self.collector, command, "timeout")
+            raise
         self.stats.record(self.collector, command, "ok")
         return result
 
@@ -214,6 +217,43 @@ class EventStream:
         self.connections = 0
         self.last_error: str | None = None
         self._task: asyncio.Task | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._pending: dict[str, asyncio.Future] = {}  # request_id -> reply, for routed RPC
+        self._up = asyncio.Event()  # set while connected and registered
+
+    async def request(self, destination: str, command: str, data: dict, timeout: float) -> dict:
+        """Send a request to a service through the daemon and wait for the reply with its id.
+
+        The daemon drops a request to a service that is not connected to it, so a missing reply
+        ends in a timeout; the pending entry is always removed.
+        """
+        if not self.connected:  # at start or during a reconnect: wait for the link, within the timeout
+            try:
+                await asyncio.wait_for(self._up.wait(), timeout)
+            except asyncio.TimeoutError:
+                raise RpcError("refused", command, "the daemon WebSocket is not connected") from None
+        ws = self._ws
+        if ws is None:
+            raise RpcError("refused", command, "the daemon WebSocket is not connected")
+        msg = _message(command, data, destination=destination)
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._pending[msg["request_id"]] = future
+        try:
+            await ws.send_json(msg)
+            reply = await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            raise RpcError("timeout", command, f"no reply from {destination} within {timeout:g}s") from None
+        except (aiohttp.ClientError, ConnectionError) as e:
+            raise RpcError("refused", command, f"the daemon WebSocket broke: {type(e).__name__}") from None
+        finally:
+            self._pending.pop(msg["request_id"], None)
+        return reply
+
+    def _fail_pending(self, reason: str) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(ConnectionError(reason))
+        self._pending.clear()
 
     @property
     def url(self) -> str:
@@ -245,6 +285,9 @@ class EventStream:
                 self.last_error = detail
             finally:
                 self.connected = False
+                self._up.clear()
+                self._ws = None
+                self._fail_pending("the daemon WebSocket closed")
             delay = backoff * random.uniform(0.8, 1.2)
             backoff = min(backoff * 2, BACKOFF_MAX)
             await asyncio.sleep(delay)
@@ -255,6 +298,7 @@ class EventStream:
             self.url, ssl=self.tls.context(), max_msg_size=self.max_message_bytes, autoping=True,
             heartbeat=None, timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
         ) as ws:
+            self._ws = ws
             await ws.send_json(_message("register_service", {"service": "metrics"}))
             self.connections += 1
             if was_up:
@@ -270,13 +314,24 @@ class EventStream:
                     what = "no reply to register_service" if not registered else f"nothing for {self.watchdog:g}s"
                     raise ConnectionError(f"watchdog: {what}") from None
                 if msg.type == aiohttp.WSMsgType.TEXT:
-                    if not registered and _is_register_ack(msg.data):
+                    try:
+                        body = json.loads(msg.data)
+                    except ValueError:
+                        self.dispatcher.reject("malformed", "not JSON")
+                        continue
+                    if not registered and _is_register_ack(body):
                         registered = True
                         self.connected = True
+                        self._up.set()
                         self.last_error = None
                         log.info("daemon WebSocket %s: registered as metrics", self.url)
                         continue
-                    self.dispatcher.dispatch_text(msg.data)
+                    if isinstance(body, dict) and body.get("ack") is True and body.get("request_id") in self._pending:
+                        future = self._pending.pop(body["request_id"])
+                        if not future.done():
+                            future.set_result(body)
+                        continue
+                    self.dispatcher.dispatch(body)
                 elif msg.type == aiohttp.WSMsgType.BINARY:
                     self.dispatcher.reject("malformed", "binary message")
                 elif msg.type == aiohttp.WSMsgType.ERROR:
@@ -287,12 +342,62 @@ class EventStream:
                     raise ConnectionError(f"daemon closed the connection ({msg.type.name})")
 
 
-def _is_register_ack(text: str) -> bool:
-    try:
-        msg = json.loads(text)
-    except ValueError:
-        return False
+def _is_register_ack(msg: Any) -> bool:
     return isinstance(msg, dict) and msg.get("command") == "register_service" and msg.get("origin") == "daemon"
+
+
+# The daemon's names of the services, for routing requests to them.
+DESTINATIONS = {"full_node": "chia_full_node", "farmer": "chia_farmer", "harvester": "chia_harvester",
+                "wallet": "chia_wallet", "data_layer": "chia_data_layer", "crawler": "chia_crawler",
+                "timelord": "chia_timelord", "daemon": "daemon"}
+
+
+class StreamRpc:
+    """A service's RPC routed through the daemon, over the event stream's one WebSocket.
+
+    Same interface and outcomes as :class:`exporter.rpc.RpcClient`, so collectors, snapshots and
+    goldens are the same whichever transport is configured.
+    """
+
+    def __init__(self, stream: EventStream, service: str, collector: str, timeout: float, stats: RpcStats) -> None:
+        self.stream, self.service, self.collector = stream, service, collector
+        self.destination = DESTINATIONS[service]
+        self.timeout, self.stats = timeout, stats
+
+    async def __aenter__(self) -> StreamRpc:  # the daemon collector's interface: nothing to open
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        return None
+
+    async def call(self, endpoint: str, params: dict | None = None, parse: Callable[[dict], Any] | None = None) -> Any:
+        check_allowed(self.service, endpoint)
+        try:
+            reply = await self.stream.request(self.destination, endpoint, params or {}, self.timeout)
+            data = reply.get("data")
+            if not isinstance(data, dict):
+                raise RpcError("bad_response", endpoint, "reply has no data object")
+            if data.get("success") is not True:
+                raise RpcError("error", endpoint, str(data.get("error") or "success is not true"))
+            result: Any = data
+            if parse is not None:
+                try:
+                    result = parse(data)
+                except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+                    raise RpcError("bad_response", endpoint, f"unexpected shape: {type(e).__name__}: {e}") from None
+        except RpcError as e:
+            self.stats.record(self.collector, endpoint, e.outcome)
+            raise
+        except asyncio.CancelledError:  # the poll's own timeout ended this call: count it as one
+            self.stats.record(self.collector, endpoint, "timeout")
+            raise
+        self.stats.record(self.collector, endpoint, "ok")
+        return result
+
+    async def call_raw(self, endpoint: str, params: dict | None = None, parse=None) -> Any:
+        """Large bodies arrive as one WebSocket message: parse it like an HTTPS body."""
+        data = await self.call(endpoint, params)
+        return await parse(json.dumps(data).encode()) if parse is not None else data
 
 
 def render_stream(stream: EventStream | None) -> Iterator[Metric]:

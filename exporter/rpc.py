@@ -171,6 +171,9 @@ class RpcClient:
         except RpcError as e:
             self.stats.record(self.collector, endpoint, e.outcome)
             raise
+        except asyncio.CancelledError:  # the poll's own timeout ended this call: count it as one
+            self.stats.record(self.collector, endpoint, "timeout")
+            raise
         self.stats.record(self.collector, endpoint, "ok")
         return result
 
@@ -188,6 +191,9 @@ class RpcClient:
                 raise RpcError("bad_response", endpoint, f"unexpected shape: {type(e).__name__}: {e}") from None
         except RpcError as e:
             self.stats.record(self.collector, endpoint, e.outcome)
+            raise
+        except asyncio.CancelledError:  # the poll's own timeout ended this call: count it as one
+            self.stats.record(self.collector, endpoint, "timeout")
             raise
         self.stats.record(self.collector, endpoint, "ok")
         return result

@@ -103,6 +103,11 @@ class FakeFarm:
             self.services[name] = svc
             ports[name] = svc.port
         self.ports = ports
+        daemon = self.services.get("daemon")
+        if daemon is not None:  # requests routed through the daemon reach the same fakes
+            from exporter.daemon_ws import DESTINATIONS
+
+            daemon.routes = {DESTINATIONS[n]: s for n, s in self.services.items() if n != "daemon"}
         self.root.write_config(ports)
 
     async def stop(self) -> None:

@@ -35,12 +35,24 @@ async def render_once(config: Config, replay: list[dict] | None = None) -> str:
     exporter = Exporter(config, clock=frozen_clock())
     await exporter.start(background=False)
     try:
+        if config.transport == "daemon":  # requests travel over the event stream: bring it up first
+            exporter.events.start()
+            await wait_connected(exporter)
         await poll_all(exporter)
         for message in replay or ():
             exporter.dispatcher.dispatch(message)
         return exposition(exporter)
     finally:
         await exporter.stop()
+
+
+async def wait_connected(exporter: Exporter, timeout: float = 10.0) -> None:
+    import asyncio
+
+    async def until() -> None:
+        while not exporter.events.connected:
+            await asyncio.sleep(0.01)
+    await asyncio.wait_for(until(), timeout)
 
 
 def exposition(exporter: Exporter) -> str:
@@ -52,8 +64,11 @@ def exposition(exporter: Exporter) -> str:
         self_metrics.PYTHON_VERSION = saved
 
 
-def assert_golden(name: str, text: str, update: bool) -> None:
+def assert_golden(name: str, text: str, update: bool, variant: str = "") -> None:
+    """Compare with tests/golden/NAME.prom, or NAME.VARIANT.prom where a variant's output differs."""
     path = GOLDEN / f"{name}.prom"
+    if variant and (GOLDEN / f"{name}.{variant}.prom").exists():
+        path = GOLDEN / f"{name}.{variant}.prom"
     if update or not path.exists():
         path.write_text(text)
         if not update:

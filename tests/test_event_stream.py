@@ -142,3 +142,40 @@ def exposition(exporter: Exporter) -> str:
     from prometheus_client.exposition import generate_latest
 
     return generate_latest(exporter.registry).decode()
+
+
+async def test_routed_request_without_reply_times_out_and_leaves_nothing(stream):
+    from exporter.daemon_ws import StreamRpc
+    from exporter.rpc import RpcError
+
+    exporter, daemon = stream
+    daemon.routes.pop("chia_farmer")  # the daemon drops requests to a service it does not know
+    rpc = StreamRpc(exporter.events, "farmer", "farmer", 0.3, exporter.stats)
+    with pytest.raises(RpcError) as err:
+        await rpc.call("get_connections")
+    assert err.value.outcome == "timeout"
+    assert exporter.events._pending == {}
+    assert exporter.stats.counts[("farmer", "get_connections", "timeout")] == 1
+    # A routed request that is answered is matched by its request_id, among pushed events.
+    full_node = StreamRpc(exporter.events, "full_node", "full_node", 2, exporter.stats)
+    replay = asyncio.create_task(daemon.replay(EVENTS[:50]))
+    state = await full_node.call("get_blockchain_state")
+    await replay
+    assert state["blockchain_state"]["peak"]["height"] == 6
+    assert exporter.events._pending == {}
+
+
+async def test_pending_requests_fail_at_once_when_the_link_drops(stream):
+    from exporter.daemon_ws import StreamRpc
+    from exporter.rpc import RpcError
+
+    exporter, daemon = stream
+    daemon.routes.pop("chia_wallet")
+    rpc = StreamRpc(exporter.events, "wallet", "wallet", 30, exporter.stats)
+    call = asyncio.create_task(rpc.call("get_sync_status"))
+    await asyncio.sleep(0.1)
+    await daemon.drop_all()
+    with pytest.raises(RpcError) as err:
+        await asyncio.wait_for(call, 5)  # long before the 30 s timeout
+    assert err.value.outcome == "refused"
+    assert exporter.events._pending == {}

@@ -28,6 +28,9 @@ class FakeDaemon:
     requests: list[dict] = field(default_factory=list)
     ignore_register: bool = False  # a daemon that accepts the socket and then says nothing
     registrations: int = 0
+    # Services that requests with another destination reach, as the real daemon routes them:
+    # daemon name (chia_full_node) -> an object with body_for(endpoint, params).
+    routes: dict[str, Any] = field(default_factory=dict)
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=0)
@@ -46,6 +49,10 @@ class FakeDaemon:
 
     async def answer(self, ws: web.WebSocketResponse, req: dict) -> None:
         command, data = req.get("command"), req.get("data") or {}
+        destination = req.get("destination", "daemon")
+        if destination != "daemon":
+            await self.route(req, destination)
+            return
         if command == "register_service":
             if self.ignore_register:
                 return
@@ -63,6 +70,21 @@ class FakeDaemon:
                 reply = dict(recorded)
         reply["request_id"] = req.get("request_id")
         await ws.send_json(reply)
+
+    async def route(self, req: dict, destination: str) -> None:
+        """Forward a request to a service and its reply back to the sender's registered name.
+
+        Like the real daemon, a request to a service that is not connected gets no reply at all.
+        """
+        service = self.routes.get(destination)
+        if service is None:
+            return
+        body = service.body_for(req.get("command"), req.get("data") or {})
+        if body is None:
+            body = {"success": False, "error": f"unknown_command {req.get('command')}"}
+        reply = {"command": req.get("command"), "ack": True, "data": body, "request_id": req.get("request_id"),
+                 "destination": req.get("origin"), "origin": destination}
+        await self.push(reply, req.get("origin"))
 
     async def push(self, message: dict, destination: str | None = None) -> int:
         """Send one event to every socket registered under its destination; returns how many."""
