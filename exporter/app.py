@@ -19,6 +19,9 @@ from exporter.self_metrics import render_self_metrics
 
 log = logging.getLogger(__name__)
 
+# Events the daemon sends only to wallet_ui that the exporter wants.
+WALLET_UI_ONLY_COMMANDS = frozenset({"failed_partial"})
+
 
 class Exporter:
     """Everything that runs; ``start``/``stop`` bracket its life inside the aiohttp app."""
@@ -34,6 +37,7 @@ class Exporter:
         self.scheduler = Scheduler([])
         self.dispatcher = EventDispatcher(build_event_states(config, self), self.clock.time)
         self.events: EventStream | None = None
+        self.partials: EventStream | None = None  # the wallet_ui socket, for failed_partial only
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_RegistryBridge(self))
 
@@ -43,18 +47,26 @@ class Exporter:
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32, keepalive_timeout=60))
         e = self.config.events
         if e.enabled:
-            self.events = EventStream(self.session, e.host, e.port, TlsFiles(self.config.ca_cert, e.cert, e.key),
-                                      self.dispatcher, e.watchdog, e.max_message_bytes)
+            tls = TlsFiles(self.config.ca_cert, e.cert, e.key)
+            self.events = EventStream(self.session, e.host, e.port, tls, self.dispatcher, e.watchdog,
+                                      e.max_message_bytes)
+            if e.failed_partials != "off":
+                gate = self.wants_wallet_ui if e.failed_partials == "auto" else None
+                self.partials = EventStream(self.session, e.host, e.port, tls, self.dispatcher, e.watchdog,
+                                            e.max_message_bytes, service="wallet_ui",
+                                            only_commands=WALLET_UI_ONLY_COMMANDS, gate=gate)
         self.runners = [CollectorRunner(c, self.rpc_for(c), self.clock) for c in self.collectors]
         self.scheduler = Scheduler(self.runners)
         if background:
             self.scheduler.start()
-            if self.events is not None:
-                self.events.start()
+            for stream in (self.events, self.partials):
+                if stream is not None:
+                    stream.start()
 
     async def stop(self) -> None:
-        if self.events is not None:
-            await self.events.stop()
+        for stream in (self.events, self.partials):
+            if stream is not None:
+                await stream.stop()
         await self.scheduler.stop()
         if self.session is not None:
             await self.session.close()
@@ -65,6 +77,11 @@ class Exporter:
         runner = self.scheduler.runner(collector)
         if runner is not None:
             runner.request_refresh()
+
+    def wants_wallet_ui(self) -> bool:
+        """Whether a collector's last snapshot says events only sent to wallet_ui can come
+        (the farmer's failed_partial needs a plot NFT on a pool)."""
+        return any(r.snapshot is not None and r.collector.wants_wallet_ui_events(r.snapshot) for r in self.runners)
 
     def runner(self, collector: str) -> CollectorRunner | None:
         return self.scheduler.runner(collector)
@@ -96,9 +113,9 @@ class Exporter:
     def health(self) -> dict:
         return {
             "healthy": self.scheduler.running,
-            "events": None if self.events is None else {
-                "connected": self.events.connected, "reconnects": self.events.reconnects,
-                "last_error": self.events.last_error},
+            "events": {
+                s.service: {"connected": s.connected, "reconnects": s.reconnects, "last_error": s.last_error}
+                for s in (self.events, self.partials) if s is not None},
             "collectors": {
                 r.name: {"state": r.state, "last_success": r.last_success, "last_error": r.last_error}
                 for r in self.runners

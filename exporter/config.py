@@ -99,6 +99,7 @@ class EventsConfig:
     watchdog: float  # reconnect when nothing arrived for this long
     max_message_bytes: int
     harvester_expiry: float  # per-harvester event series leave after this much silence
+    failed_partials: str  # auto: listen as wallet_ui while the farmer has plot NFTs; on; off
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,7 @@ def parse_str(value: Any, source: str, key: str) -> str:
 
 COLLECTOR_KEYS = ("enabled", "host", "port", "interval", "timeout", "stale_after", "cert", "key",
                   "max_response_bytes")
-EVENTS_KEYS = ("enabled", "host", "port", "watchdog", "max_message_bytes", "harvester_expiry")
+EVENTS_KEYS = ("enabled", "host", "port", "watchdog", "max_message_bytes", "harvester_expiry", "failed_partials")
 TOP_KEYS = ("chia_root", "log_level", "transport", "web", "collectors", "events")
 TRANSPORTS = ("https", "daemon")
 WEB_KEYS = ("listen_address", "config_file")
@@ -403,6 +404,7 @@ def load(
                                     ev("max_message_bytes", 0).source, "events.max_message_bytes", 1024),
         harvester_expiry=parse_duration(ev("harvester_expiry", 600).value,
                                         ev("harvester_expiry", 0).source, "events.harvester_expiry"),
+        failed_partials=_choice(ev("failed_partials", "auto"), "events.failed_partials", ("auto", "on", "off")),
     )
 
     transport_setting = get("transport", "https")
@@ -483,6 +485,16 @@ def _collector(name: str, spec: ServiceSpec, chia_root: Path, get) -> CollectorC
         raise ConfigError(timeout_source, f"{k}.timeout",
                           f"{timeout:g}s is longer than the interval {interval:g}s")
     return CollectorConfig(name, enabled, host, port, interval, timeout, stale_after, cert, key, max_bytes)
+
+
+def _choice(setting: Setting, key: str, choices: tuple[str, ...]) -> str:
+    value = setting.value
+    if isinstance(value, bool):  # YAML reads on/off as booleans
+        value = "on" if value else "off"
+    value = str(value).strip().lower()
+    if value not in choices:
+        raise ConfigError(setting.source, key, f"expected one of {', '.join(choices)}, got {setting.value!r}")
+    return value
 
 
 def _check_readable(path: Path, source: str, key: str) -> None:

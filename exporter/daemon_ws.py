@@ -25,6 +25,7 @@ from exporter.rpc import RpcError, RpcStats, TlsFiles, check_allowed
 log = logging.getLogger(__name__)
 
 BACKOFF_START, BACKOFF_MAX = 1.0, 30.0
+GATE_RECHECK = 15.0  # how often a gated stream looks again whether it is wanted
 REGISTER_TIMEOUT = 10.0
 
 
@@ -204,14 +205,26 @@ class EventDispatcher:
 
 
 class EventStream:
-    """The long-lived ``metrics`` WebSocket: connect, register, read, and reconnect forever."""
+    """A long-lived daemon WebSocket: connect, register, read, and reconnect forever.
+
+    The main stream registers as ``metrics``. A second one may register as ``wallet_ui`` for the
+    one event the daemon sends nowhere else (the farmer's ``failed_partial``): ``only_commands``
+    then drops every other message by a look at its first bytes, before any JSON parsing, since
+    ``wallet_ui`` also receives every wallet change and whole ``get_plots`` bodies; and ``gate``
+    keeps it closed while it has nothing to listen for (a farmer without plot NFTs).
+    """
 
     def __init__(self, session: aiohttp.ClientSession, host: str, port: int, tls: TlsFiles,
-                 dispatcher: EventDispatcher, watchdog: float, max_message_bytes: int) -> None:
+                 dispatcher: EventDispatcher, watchdog: float, max_message_bytes: int,
+                 service: str = "metrics", only_commands: frozenset[str] | None = None,
+                 gate: Callable[[], bool] | None = None) -> None:
         self.session, self.host, self.port, self.tls = session, host, port, tls
         self.dispatcher = dispatcher
         self.watchdog = watchdog
         self.max_message_bytes = max_message_bytes
+        self.service = service
+        self.only_commands = only_commands
+        self.gate = gate
         self.connected = False
         self.reconnects = 0
         self.connections = 0
@@ -261,7 +274,7 @@ class EventStream:
         return f"wss://{host}:{self.port}/"
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self.run_forever(), name="daemon-events")
+        self._task = asyncio.create_task(self.run_forever(), name=f"daemon-events-{self.service}")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -273,6 +286,9 @@ class EventStream:
     async def run_forever(self) -> None:
         backoff = BACKOFF_START
         while True:
+            if self.gate is not None and not self.gate():
+                await asyncio.sleep(GATE_RECHECK)
+                continue
             try:
                 await self._session_once()
                 backoff = BACKOFF_START  # a link that was up starts the backoff over
@@ -299,7 +315,7 @@ class EventStream:
             heartbeat=None, timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
         ) as ws:
             self._ws = ws
-            await ws.send_json(_message("register_service", {"service": "metrics"}))
+            await ws.send_json(_message("register_service", {"service": self.service}))
             self.connections += 1
             if was_up:
                 self.reconnects += 1
@@ -314,6 +330,10 @@ class EventStream:
                     what = "no reply to register_service" if not registered else f"nothing for {self.watchdog:g}s"
                     raise ConnectionError(f"watchdog: {what}") from None
                 if msg.type == aiohttp.WSMsgType.TEXT:
+                    if registered and self.only_commands is not None:
+                        command = peek_command(msg.data)
+                        if command is not None and command not in self.only_commands:
+                            continue
                     try:
                         body = json.loads(msg.data)
                     except ValueError:
@@ -324,13 +344,16 @@ class EventStream:
                         self.connected = True
                         self._up.set()
                         self.last_error = None
-                        log.info("daemon WebSocket %s: registered as metrics", self.url)
+                        log.info("daemon WebSocket %s: registered as %s", self.url, self.service)
                         continue
                     if isinstance(body, dict) and body.get("ack") is True and body.get("request_id") in self._pending:
                         future = self._pending.pop(body["request_id"])
                         if not future.done():
                             future.set_result(body)
                         continue
+                    if self.only_commands is not None and (
+                            not isinstance(body, dict) or body.get("command") not in self.only_commands):
+                        continue  # the main stream counts everything else
                     self.dispatcher.dispatch(body)
                 elif msg.type == aiohttp.WSMsgType.BINARY:
                     self.dispatcher.reject("malformed", "binary message")
@@ -340,6 +363,22 @@ class EventStream:
                     raise ConnectionError(f"WebSocket error: {type(msg.data).__name__}")
                 else:  # CLOSE, CLOSING, CLOSED
                     raise ConnectionError(f"daemon closed the connection ({msg.type.name})")
+
+
+def peek_command(text: str) -> str | None:
+    """The command of a daemon message from its first bytes, without parsing the rest.
+
+    The daemon writes messages with sorted keys (``{"ack": ..., "command": "...", "data": ...``),
+    so the command is near the start; anything else reads as None and is parsed in full.
+    """
+    if not text.startswith('{"ack": '):
+        return None
+    start = text.find('"command": "', 0, 32)
+    if start < 0:
+        return None
+    start += len('"command": "')
+    end = text.find('"', start, start + 64)
+    return text[start:end] if end > 0 else None
 
 
 def _is_register_ack(msg: Any) -> bool:

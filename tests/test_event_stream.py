@@ -179,3 +179,55 @@ async def test_pending_requests_fail_at_once_when_the_link_drops(stream):
         await asyncio.wait_for(call, 5)  # long before the 30 s timeout
     assert err.value.outcome == "refused"
     assert exporter.events._pending == {}
+
+
+async def test_wallet_ui_socket_takes_only_failed_partial(fake_farm_factory):
+    farm = await fake_farm_factory()
+    daemon = farm.services["daemon"]
+    exporter = Exporter(config_for(farm.root.path, **{"events.failed_partials": "on"}))
+    await exporter.start(background=False)
+    exporter.events.start()
+    exporter.partials.start()
+    try:
+        await daemon.wait_registered("metrics")
+        await daemon.wait_registered("wallet_ui")
+        await until(lambda: exporter.events.connected and exporter.partials.connected)
+        signage = next(m for m in EVENTS if m["command"] == "new_signage_point")
+        # The daemon sends farmer events to both names: they must be counted once.
+        await daemon.push(signage, "metrics")
+        await daemon.push({**signage, "destination": "wallet_ui"}, "wallet_ui")
+        await daemon.push({"ack": False, "command": "get_plots", "data": {"plots": [{"x": 1}] * 1000},
+                           "destination": "wallet_ui", "origin": "chia_harvester", "request_id": "1"}, "wallet_ui")
+        await daemon.push({"ack": False, "command": "failed_partial", "origin": "chia_farmer",
+                           "data": {"p2_singleton_puzzle_hash": "0x" + "ab" * 32},
+                           "destination": "wallet_ui", "request_id": "2"}, "wallet_ui")
+        await until(lambda: exporter.dispatcher.events[("chia_farmer", "failed_partial")] == 1)
+        await asyncio.sleep(0.1)
+        assert exporter.dispatcher.events[("chia_farmer", "new_signage_point")] == 1
+        assert ("chia_harvester", "get_plots") not in exporter.dispatcher.events
+    finally:
+        await exporter.stop()
+
+
+async def test_wallet_ui_socket_stays_closed_without_plot_nfts(fake_farm_factory):
+    farm = await fake_farm_factory()
+    daemon = farm.services["daemon"]
+    exporter = Exporter(config_for(farm.root.path))  # failed_partials: auto
+    await exporter.start(background=False)
+    exporter.events.start()
+    exporter.partials.start()
+    try:
+        await daemon.wait_registered("metrics")
+        await asyncio.sleep(0.5)
+        assert not daemon.registered.get("wallet_ui")
+        assert not exporter.wants_wallet_ui()
+    finally:
+        await exporter.stop()
+
+
+def test_peek_command_reads_the_daemon_layout():
+    from exporter.daemon_ws import peek_command
+
+    assert peek_command('{"ack": false, "command": "failed_partial", "data": {}}') == "failed_partial"
+    assert peek_command('{"data": {"command": "y"}, "command": "x"}') is None  # other layouts parse in full
+    assert peek_command("garbage") is None

@@ -42,6 +42,11 @@ class Collector(ABC, Generic[S]):
     def render(self, snapshot: S) -> Iterable[Metric]:
         """Fresh metric families from a snapshot; no I/O, no side effects."""
 
+    def wants_wallet_ui_events(self, snapshot: S) -> bool:
+        """Whether this snapshot means events sent only to wallet_ui matter (the farmer's
+        failed_partial, once it has a plot NFT on a pool)."""
+        return False
+
     def cached_note(self) -> str:
         return f" (polled every {self.config.interval:g}s)"
 
