@@ -9,7 +9,7 @@ import aiohttp
 from prometheus_client.core import Metric
 from prometheus_client.registry import CollectorRegistry
 
-from exporter.collectors import build_collectors, build_event_states
+from exporter.collectors import build
 from exporter.collectors.base import Collector
 from exporter.config import Config
 from exporter.daemon_ws import DaemonRpc, EventDispatcher, EventStream, StreamRpc, render_stream
@@ -31,11 +31,12 @@ class Exporter:
         self.config = config
         self.clock = clock or Clock()
         self.stats = RpcStats()
-        self.collectors = collectors if collectors is not None else build_collectors(config)
+        built, states = build(config, self)
+        self.collectors = collectors if collectors is not None else built
         self.session: aiohttp.ClientSession | None = None
         self.runners: list[CollectorRunner] = []
         self.scheduler = Scheduler([])
-        self.dispatcher = EventDispatcher(build_event_states(config, self), self.clock.time)
+        self.dispatcher = EventDispatcher(states, self.clock.time)
         self.events: EventStream | None = None
         self.partials: EventStream | None = None  # the wallet_ui socket, for failed_partial only
         self.registry = CollectorRegistry(auto_describe=False)

@@ -1,9 +1,10 @@
 """The registry of collectors: one module per Chia service.
 
-Each module in :data:`MODULES` may define ``make_collector(config) -> Collector`` (a polled
-collector, named like the module and listed in ``config.SERVICES``) and
-``make_event_states(config, exporter) -> list[EventState]`` (what its daemon events feed; the
-exporter is passed for refresh hooks). Nothing else needs to change to add a service.
+Each module in :data:`MODULES` may define ``make_event_states(config, exporter) ->
+list[EventState]`` (what its daemon events feed; the exporter is passed for refresh hooks) and
+``make_collector(config, states) -> Collector`` (a polled collector, named like the module and
+listed in ``config.SERVICES``; ``states`` are the module's own event states, for collectors whose
+output combines both). Nothing else needs to change to add a service.
 """
 
 from __future__ import annotations
@@ -34,14 +35,15 @@ def polled_collectors() -> dict[str, Any]:
     return {m.__name__.rsplit(".", 1)[1]: m.make_collector for m in _modules() if hasattr(m, "make_collector")}
 
 
-def build_collectors(config: Config) -> list[Collector]:
-    factories = polled_collectors()
-    return [factories[name](config) for name, c in config.collectors.items() if c.enabled and name in factories]
-
-
-def build_event_states(config: Config, exporter: Any) -> list[EventState]:
+def build(config: Config, exporter: Any) -> tuple[list[Collector], list[EventState]]:
+    """The enabled collectors and every module's event states."""
+    collectors: list[Collector] = []
     states: list[EventState] = []
     for m in _modules():
-        if hasattr(m, "make_event_states"):
-            states.extend(m.make_event_states(config, exporter))
-    return states
+        name = m.__name__.rsplit(".", 1)[1]
+        own = list(m.make_event_states(config, exporter)) if hasattr(m, "make_event_states") else []
+        states.extend(own)
+        settings = config.collectors.get(name)
+        if hasattr(m, "make_collector") and settings is not None and settings.enabled:
+            collectors.append(m.make_collector(config, own))
+    return collectors, states

@@ -12,14 +12,15 @@ peak is not a transaction block). Example::
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
 from prometheus_client.core import Metric
 
 from exporter.collectors.base import (
-    Collector, as_bool, as_float, as_int, connection_counts, gauge, labelled, optional, version_info,
+    VALIDATION_BUCKETS, Collector, EventState, Histogram, as_bool, as_float, as_int, connection_counts, counter_family,
+    gauge, histogram_family, labelled, optional, version_info,
 )
 
 FEE_TARGETS = (60, 300, 900)  # seconds: the confirmation times the fee estimate is asked for
@@ -210,5 +211,80 @@ def database_sizes(db: Path | None) -> tuple[tuple[str, int], ...]:
     return tuple(sizes)
 
 
-def make_collector(config) -> FullNodeCollector:
+def make_collector(config, states) -> FullNodeCollector:
     return FullNodeCollector(config.collectors["full_node"], config.full_node_database)
+
+
+class FullNodeEvents(EventState):
+    """Blocks, reorgs and signage points as the node pushes them, and a fresher sync state."""
+
+    origin = "chia_full_node"
+    commands = frozenset({"block", "signage_point", "get_blockchain_state"})
+
+    def __init__(self, exporter=None) -> None:
+        self.exporter = exporter
+        self.blocks = 0
+        self.transaction_blocks = 0
+        self.validation = Histogram(VALIDATION_BUCKETS)
+        self.pre_validation = Histogram(VALIDATION_BUCKETS)
+        self.last_block_cost: int | None = None
+        self.last_block_fees: int | None = None
+        self.reorgs = 0
+        self.last_reorg_depth: int | None = None
+        self.signage_points = 0
+
+    def handle(self, command: str, data: dict, now: float) -> None:
+        if command == "block":
+            if "height" not in data:
+                return  # the empty block event that ends a long sync carries nothing to count
+            height, fork = as_int(data["height"]), as_int(data["fork_height"])
+            validation, pre_validation = as_float(data["validation_time"]), as_float(data["pre_validation_time"])
+            is_tx = data.get("transaction_block") is True
+            cost = as_int(data["block_cost"]) if is_tx and data.get("block_cost") is not None else None
+            fees = as_int(data["block_fees"]) if is_tx and data.get("block_fees") is not None else None
+            self.blocks += 1
+            self.validation.observe(validation)
+            self.pre_validation.observe(pre_validation)
+            if is_tx:
+                self.transaction_blocks += 1
+                self.last_block_cost, self.last_block_fees = cost, fees
+            depth = height - fork - 1  # blocks of the old chain that this one replaced
+            if depth > 0:
+                self.reorgs += 1
+                self.last_reorg_depth = depth
+        elif command == "signage_point":
+            self.signage_points += 1
+        elif command == "get_blockchain_state":
+            state = BlockchainState.parse(data)  # a malformed event raises before anything changes
+            runner = self.exporter.runner("full_node") if self.exporter is not None else None
+            if runner is not None and runner.snapshot is not None and runner.fresh():
+                # The node pushes its state on every new peak: show it now, not at the next poll.
+                runner.snapshot = replace(runner.snapshot, state=state,
+                                          peak_timestamp=state.peak_timestamp or runner.snapshot.peak_timestamp)
+
+    def render(self, now: float) -> Iterator[Metric]:
+        yield counter_family("chia_full_node_blocks", "Blocks the node added to its chain (block event).", rows=[((), self.blocks)])
+        yield counter_family("chia_full_node_transaction_blocks", "Transaction blocks the node added (block event with transaction_block).",
+                             rows=[((), self.transaction_blocks)])
+        yield histogram_family("chia_full_node_block_validation_duration_seconds",
+                               "Time the node took to validate a block (block event validation_time).", rows=[((), self.validation)])
+        yield histogram_family("chia_full_node_block_pre_validation_duration_seconds",
+                               "Time the node took to pre-validate a block (block event pre_validation_time).",
+                               rows=[((), self.pre_validation)])
+        if self.last_block_cost is not None:
+            yield gauge("chia_full_node_last_block_cost", "CLVM cost of the last transaction block (block event block_cost).",
+                        self.last_block_cost)
+        if self.last_block_fees is not None:
+            yield gauge("chia_full_node_last_block_fees_mojos",
+                        "Fees in the last transaction block, in mojos (1 XCH = 10^12 mojos; block event block_fees).", self.last_block_fees)
+        yield counter_family("chia_full_node_reorgs", "Blocks that replaced part of the chain (block event, height - fork_height - 1 > 0).",
+                             rows=[((), self.reorgs)])
+        if self.last_reorg_depth is not None:
+            yield gauge("chia_full_node_last_reorg_depth", "Blocks the last reorganisation replaced (height - fork_height - 1).",
+                        self.last_reorg_depth)
+        yield counter_family("chia_full_node_signage_points", "Signage points the node broadcast to farmers (signage_point event).",
+                             rows=[((), self.signage_points)])
+
+
+def make_event_states(config, exporter) -> list[EventState]:
+    return [FullNodeEvents(exporter)]

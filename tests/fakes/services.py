@@ -26,8 +26,8 @@ SERVICES = ("full_node", "farmer", "harvester", "wallet", "daemon")
 def load_set(name: str) -> dict[str, dict[str, Any]]:
     """Bodies of a fixture set: the recorded Chia 2.7.5 bodies, overlaid by tests/fixtures/NAME.
 
-    In an overlay, ``<endpoint>.json`` replaces a body, and a file named ``DOWN`` in a service's
-    folder takes that service away (connection refused).
+    In an overlay, ``<endpoint>.json`` replaces a body, ``<endpoint>.absent`` removes one (404), and
+    a file named ``DOWN`` in a service's folder takes that service away (connection refused).
     """
     bodies: dict[str, dict[str, Any]] = {s: {} for s in SERVICES}
     # tests/fixtures/recorded: bodies from the same real stack that the shared set lacks.
@@ -46,6 +46,8 @@ def load_set(name: str) -> dict[str, dict[str, Any]]:
                 bodies[service][f.stem] = json.loads(f.read_text())
             for f in sorted(folder.glob("*.jsonl")):
                 bodies[service][f.stem] = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+            for f in sorted(folder.glob("*.absent")):  # an endpoint this service does not have (404)
+                bodies[service].pop(f.stem, None)
     return bodies
 
 

@@ -1,0 +1,363 @@
+"""Farmer: harvesters (remote ones included), pools, reward targets, signage points, proofs.
+
+Polls ``get_connections``, ``get_harvesters_summary`` (never the per-plot ``get_harvesters``: the
+cost depends on the number of harvesters, not plots), ``get_pool_state``, ``get_reward_targets``
+(without the key search), ``get_signage_points`` and ``get_version``. Consumes the farmer's
+``new_signage_point``, ``new_farming_info``, ``proof``, ``harvester_update``,
+``harvester_removed``, ``submitted_partial`` and ``failed_partial`` events. Example::
+
+    chia_farmer_harvester_plots{host="10.0.0.5",node_id="0xd8b4…"} 6.0
+    chia_farmer_signage_points_total 39.0
+    chia_farmer_harvester_lookup_duration_seconds_bucket{le="0.05",node_id="0xd8b4…"} 38.0
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from prometheus_client.core import Metric
+
+from exporter.collectors.base import (
+    LOOKUP_BUCKETS, Collector, EventState, Histogram, as_float, as_int, connection_counts,
+    counter_family, gauge, histogram_family, labelled, optional, version_info,
+)
+from exporter.collectors.full_node import parse_connection_types, parse_version
+
+PARTIAL_RESULTS = ("valid", "invalid", "insufficient", "stale", "missing")
+MAX_POOLS_FROM_EVENTS = 64  # partial counters by pool: plot NFTs per farm are few, keep it bounded
+
+
+@dataclass(frozen=True)
+class HarvesterSummary:
+    node_id: str
+    host: str
+    plots: int
+    failed_to_open: int
+    no_key: int
+    duplicates: int
+    total_plot_size: int
+    total_effective_plot_size: int
+    syncing: bool
+    last_sync_time: float | None
+
+    @classmethod
+    def parse(cls, h: dict) -> HarvesterSummary:
+        c = h["connection"]
+        return cls(
+            node_id=str(c["node_id"]), host=str(c["host"]), plots=as_int(h["plots"]),
+            failed_to_open=_count(h["failed_to_open_filenames"]), no_key=_count(h["no_key_filenames"]),
+            duplicates=_count(h["duplicates"]), total_plot_size=as_int(h["total_plot_size"]),
+            total_effective_plot_size=as_int(h["total_effective_plot_size"]),
+            syncing=h.get("syncing") is not None,
+            last_sync_time=as_float(h["last_sync_time"]) if h.get("last_sync_time") is not None else None,
+        )
+
+
+def _count(value) -> int:
+    """The summary gives counts; the full list (and older versions) give lists."""
+    return len(value) if isinstance(value, list) else as_int(value)
+
+
+def parse_harvesters(body: dict) -> tuple[HarvesterSummary, ...]:
+    return tuple(HarvesterSummary.parse(h) for h in body["harvesters"])
+
+
+@dataclass(frozen=True)
+class PoolState:
+    launcher_id: str
+    pool_url: str
+    p2_singleton_puzzle_hash: str
+    current_points: int
+    current_difficulty: int
+    points_found_since_start: int
+    points_acknowledged_since_start: int
+    points_found_24h: int
+    points_acknowledged_24h: int
+    partials_since_start: tuple[tuple[str, int], ...]
+    errors_24h: int
+    plot_count: int | None
+
+    @classmethod
+    def parse(cls, p: dict) -> PoolState:
+        config = p["pool_config"]
+        return cls(
+            launcher_id=str(config["launcher_id"]), pool_url=str(config.get("pool_url") or ""),
+            p2_singleton_puzzle_hash=str(p.get("p2_singleton_puzzle_hash") or config.get("p2_singleton_puzzle_hash") or ""),
+            current_points=as_int(p["current_points"]), current_difficulty=as_int(p["current_difficulty"]),
+            points_found_since_start=as_int(p["points_found_since_start"]),
+            points_acknowledged_since_start=as_int(p["points_acknowledged_since_start"]),
+            points_found_24h=_sum_points(p["points_found_24h"]),
+            points_acknowledged_24h=_sum_points(p["points_acknowledged_24h"]),
+            partials_since_start=tuple((r, as_int(p[f"{r}_partials_since_start"]))
+                                       for r in PARTIAL_RESULTS if f"{r}_partials_since_start" in p),
+            errors_24h=len(p["pool_errors_24h"]),
+            plot_count=as_int(p["plot_count"]) if p.get("plot_count") is not None else None,
+        )
+
+
+def _sum_points(pairs: list) -> int:
+    """The 24 h lists hold [timestamp, points] pairs."""
+    return sum(as_int(points) for _, points in pairs)
+
+
+def parse_pools(body: dict) -> tuple[PoolState, ...]:
+    return tuple(PoolState.parse(p) for p in body["pool_state"])
+
+
+def parse_reward_targets(body: dict) -> tuple[str, str]:
+    return str(body["farmer_target"]), str(body["pool_target"])
+
+
+def parse_last_signage_point(body: dict) -> int | None:
+    points = body["signage_points"]
+    return as_int(points[-1]["signage_point"]["signage_point_index"]) if points else None
+
+
+@dataclass(frozen=True)
+class FarmerSnapshot:
+    harvesters: tuple[HarvesterSummary, ...]
+    connections: tuple[int, ...] | None
+    pools: tuple[PoolState, ...] | None
+    reward_targets: tuple[str, str] | None
+    last_signage_point_index: int | None
+    version: str | None
+
+
+class FarmerCollector(Collector[FarmerSnapshot]):
+    name = "farmer"
+    service = "farmer"
+
+    def __init__(self, config, events: FarmerEvents | None = None) -> None:
+        super().__init__(config)
+        self.events = events  # harvester rows follow harvester_update / harvester_removed at once
+
+    async def fetch(self, rpc) -> FarmerSnapshot:
+        harvesters = await rpc.call("get_harvesters_summary", parse=parse_harvesters)
+        if self.events is not None:
+            self.events.polled_harvesters({h.node_id for h in harvesters})
+        return FarmerSnapshot(
+            harvesters=harvesters,
+            connections=await optional(rpc.call("get_connections", parse=parse_connection_types)),
+            pools=await self._pools(rpc),
+            reward_targets=await optional(rpc.call(
+                "get_reward_targets", {"search_for_private_key": False}, parse=parse_reward_targets)),
+            last_signage_point_index=await optional(rpc.call("get_signage_points", parse=parse_last_signage_point)),
+            version=await optional(rpc.call("get_version", parse=parse_version)),
+        )
+
+    async def _pools(self, rpc) -> tuple[PoolState, ...] | None:
+        pools = await optional(rpc.call("get_pool_state", parse=parse_pools))
+        if pools and self.events is not None:  # failed_partial names only the p2 singleton
+            self.events.pool_names.update({p.p2_singleton_puzzle_hash: (p.launcher_id, p.pool_url) for p in pools})
+        return pools
+
+    def wants_wallet_ui_events(self, snapshot: FarmerSnapshot) -> bool:
+        return bool(snapshot.pools)
+
+    def render(self, snap: FarmerSnapshot) -> Iterator[Metric]:
+        note = self.cached_note()
+        harvesters = {h.node_id: h for h in snap.harvesters}
+        if self.events is not None:  # pushed updates are newer than the last poll
+            harvesters = self.events.current_harvesters(harvesters)
+        rows = sorted(harvesters.values(), key=lambda h: (h.host, h.node_id))
+        yield gauge("chia_farmer_harvesters", "Harvesters connected to the farmer (get_harvesters_summary, harvester_update)." + note,
+                    len(rows))
+
+        def per_harvester(name: str, doc: str, value) -> Metric:
+            return labelled(name, doc + note, ["node_id", "host"], (((h.node_id, h.host), value(h)) for h in rows))
+
+        yield per_harvester("chia_farmer_harvester_plots", "Plots a harvester farms (get_harvesters_summary plots).", lambda h: h.plots)
+        yield per_harvester("chia_farmer_harvester_plot_size_bytes", "Raw size of a harvester's plots, in bytes (total_plot_size).",
+                            lambda h: h.total_plot_size)
+        yield per_harvester("chia_farmer_harvester_effective_plot_size_bytes",
+                            "Effective size of a harvester's plots, in bytes, counting compression (total_effective_plot_size).",
+                            lambda h: h.total_effective_plot_size)
+        yield per_harvester("chia_farmer_harvester_plots_failed_to_open", "Plots a harvester failed to open (failed_to_open_filenames).",
+                            lambda h: h.failed_to_open)
+        yield per_harvester("chia_farmer_harvester_plots_no_key", "Plots a harvester has no key for (no_key_filenames).", lambda h: h.no_key)
+        yield per_harvester("chia_farmer_harvester_plots_duplicate", "Duplicate plots on a harvester (duplicates).", lambda h: h.duplicates)
+        yield per_harvester("chia_farmer_harvester_syncing", "1 while a harvester's plot list is syncing to the farmer (syncing != null).",
+                            lambda h: float(h.syncing))
+        synced = [h for h in rows if h.last_sync_time is not None]
+        yield labelled("chia_farmer_harvester_last_sync_timestamp_seconds",
+                       "Unix time of a harvester's last plot sync with the farmer (last_sync_time)." + note,
+                       ["node_id", "host"], (((h.node_id, h.host), h.last_sync_time) for h in synced))
+        if snap.connections is not None:
+            yield connection_counts("chia_farmer_connections", "Farmer peers by node type (get_connections)." + note, snap.connections)
+        if snap.pools is not None:
+            yield from render_pools(snap.pools, note)
+        if snap.reward_targets is not None:
+            yield gauge("chia_farmer_reward_target_info", "Where farming rewards go (get_reward_targets)." + note, 1,
+                        {"farmer_target": snap.reward_targets[0], "pool_target": snap.reward_targets[1]})
+        index = snap.last_signage_point_index
+        if self.events is not None and self.events.last_signage_point_index is not None:
+            index = self.events.last_signage_point_index  # an event is never older than the last poll
+        if index is not None:
+            yield gauge("chia_farmer_last_signage_point_index",
+                        "Index (0-63) of the newest signage point the farmer received (new_signage_point, get_signage_points).",
+                        index)
+        yield from version_info("farmer", snap.version)
+
+
+def render_pools(pools: tuple[PoolState, ...], note: str) -> Iterator[Metric]:
+    labels = ["launcher_id", "pool_url"]
+
+    def per_pool(name: str, doc: str, value) -> Metric:
+        return labelled(name, doc + note, labels, (((p.launcher_id, p.pool_url), value(p)) for p in pools))
+
+    yield per_pool("chia_farmer_pool_current_points", "Points the pool credits this plot NFT with now (get_pool_state current_points).",
+                   lambda p: p.current_points)
+    yield per_pool("chia_farmer_pool_current_difficulty", "Partial difficulty the pool set (current_difficulty).", lambda p: p.current_difficulty)
+    yield per_pool("chia_farmer_pool_points_found_since_start", "Points found since the farmer started (points_found_since_start).",
+                   lambda p: p.points_found_since_start)
+    yield per_pool("chia_farmer_pool_points_acknowledged_since_start",
+                   "Points the pool acknowledged since the farmer started (points_acknowledged_since_start).",
+                   lambda p: p.points_acknowledged_since_start)
+    yield per_pool("chia_farmer_pool_points_found_24h", "Points found over the last 24 hours (sum of points_found_24h).",
+                   lambda p: p.points_found_24h)
+    yield per_pool("chia_farmer_pool_points_acknowledged_24h",
+                   "Points the pool acknowledged over the last 24 hours (sum of points_acknowledged_24h).",
+                   lambda p: p.points_acknowledged_24h)
+    yield labelled("chia_farmer_pool_partials_since_start",
+                   "Partials since the farmer started, by result (valid, invalid, insufficient, stale, missing; "
+                   "*_partials_since_start)." + note, labels + ["result"],
+                   (((p.launcher_id, p.pool_url, result), n) for p in pools for result, n in p.partials_since_start))
+    yield per_pool("chia_farmer_pool_errors_24h", "Errors the pool returned over the last 24 hours (len(pool_errors_24h)).",
+                   lambda p: p.errors_24h)
+    yield labelled("chia_farmer_pool_plots", "Plots farming to this plot NFT (plot_count)." + note, labels,
+                   (((p.launcher_id, p.pool_url), p.plot_count) for p in pools if p.plot_count is not None))
+
+
+@dataclass
+class HarvesterActivity:
+    """What one harvester's new_farming_info events added up to."""
+
+    lookups: Histogram = field(default_factory=lambda: Histogram(LOOKUP_BUCKETS))
+    passed_filter: int = 0
+    proofs: int = 0
+    responses: int = 0
+    last_response: float = 0.0
+
+
+class FarmerEvents(EventState):
+    origin = "chia_farmer"
+    commands = frozenset({"new_signage_point", "new_farming_info", "proof", "harvester_update", "harvester_removed",
+                          "submitted_partial", "failed_partial"})
+
+    def __init__(self, harvester_expiry: float) -> None:
+        self.harvester_expiry = harvester_expiry
+        self.signage_points = 0
+        self.signage_points_missed = 0
+        self.last_signage_point_index: int | None = None
+        self.proofs_declared = 0
+        self.activity: dict[str, HarvesterActivity] = {}
+        self.updates: dict[str, tuple[float, HarvesterSummary]] = {}  # harvester_update since the last poll
+        self.removed: dict[str, float] = {}  # node_id -> when harvester_removed came
+        self.partials_submitted: dict[tuple[str, str], int] = {}
+        self.partials_failed: dict[str, int] = {}  # by p2_singleton_puzzle_hash
+        self.pool_names: dict[str, tuple[str, str]] = {}  # p2_singleton_puzzle_hash -> (launcher_id, pool_url)
+
+    def handle(self, command: str, data: dict, now: float) -> None:
+        if command == "new_signage_point":
+            sp = data["signage_point"]
+            index = as_int(sp["signage_point_index"])
+            missing = data.get("missing_signage_points")
+            missed = as_int(missing[1]) if missing else 0  # [timestamp, count] or null
+            self.signage_points += 1
+            self.signage_points_missed += max(missed, 0)
+            self.last_signage_point_index = index
+        elif command == "new_farming_info":
+            info = data["farming_info"]
+            node_id = str(info["node_id"])
+            lookup_seconds = as_float(info["lookup_time"]) / 1e6  # the farmer reports microseconds
+            passed, proofs = as_int(info["passed_filter"]), as_int(info["proofs"])
+            a = self.activity.setdefault(node_id, HarvesterActivity())
+            a.lookups.observe(lookup_seconds)
+            a.passed_filter += passed
+            a.proofs += proofs
+            a.responses += 1
+            a.last_response = now
+            self.removed.pop(node_id, None)
+        elif command == "proof":
+            if not isinstance(data["proof"], dict):
+                raise TypeError("proof is not an object")
+            self.proofs_declared += 1
+        elif command == "harvester_update":
+            h = HarvesterSummary.parse(data)
+            self.updates[h.node_id] = (now, h)
+            self.removed.pop(h.node_id, None)
+        elif command == "harvester_removed":
+            node_id = str(data["node_id"])
+            self.removed[node_id] = now
+            self.updates.pop(node_id, None)
+            self.activity.pop(node_id, None)
+        elif command == "submitted_partial":
+            key = (str(data["launcher_id"]), str(data.get("pool_url") or ""))
+            if key in self.partials_submitted or len(self.partials_submitted) < MAX_POOLS_FROM_EVENTS:
+                self.partials_submitted[key] = self.partials_submitted.get(key, 0) + 1
+        elif command == "failed_partial":
+            key = str(data.get("p2_singleton_puzzle_hash") or "")
+            if key in self.partials_failed or len(self.partials_failed) < MAX_POOLS_FROM_EVENTS:
+                self.partials_failed[key] = self.partials_failed.get(key, 0) + 1
+
+    def polled_harvesters(self, node_ids: set[str]) -> None:
+        """A poll is the truth as of now: drop pushed updates and removals it has caught up with."""
+        self.updates.clear()
+        for node_id in list(self.removed):
+            if node_id in node_ids:
+                continue  # reconnected since: the poll lists it again
+            del self.removed[node_id]
+
+    def current_harvesters(self, polled: dict[str, HarvesterSummary]) -> dict[str, HarvesterSummary]:
+        merged = dict(polled)
+        for node_id, (_, h) in self.updates.items():
+            merged[node_id] = h
+        for node_id in self.removed:
+            merged.pop(node_id, None)
+        return merged
+
+    def render(self, now: float) -> Iterator[Metric]:
+        # A harvester silent past the expiry leaves: its series would only mislead dashboards.
+        for node_id in [n for n, a in self.activity.items() if now - a.last_response > self.harvester_expiry]:
+            del self.activity[node_id]
+        yield counter_family("chia_farmer_signage_points", "Signage points the farmer received (new_signage_point event).",
+                             rows=[((), self.signage_points)])
+        yield counter_family("chia_farmer_signage_points_missed",
+                             "Signage points the farmer noticed it missed (new_signage_point missing_signage_points).",
+                             rows=[((), self.signage_points_missed)])
+        yield counter_family("chia_farmer_proofs_declared",
+                             "Proofs of space the farmer declared to the node as block candidates (proof event).",
+                             rows=[((), self.proofs_declared)])
+        rows = sorted(self.activity.items())
+        yield histogram_family("chia_farmer_harvester_lookup_duration_seconds",
+                               "Time a harvester took to look up proofs for a signage point (new_farming_info lookup_time); "
+                               "over 5 s loses the signage point.", ["node_id"], ((((n,), a.lookups) for n, a in rows)))
+        yield counter_family("chia_farmer_harvester_plots_passed_filter",
+                             "Plots that passed the plot filter, per harvester (new_farming_info passed_filter).",
+                             ["node_id"], (((n,), a.passed_filter) for n, a in rows))
+        yield counter_family("chia_farmer_harvester_proofs_found", "Proofs a harvester found (new_farming_info proofs).",
+                             ["node_id"], (((n,), a.proofs) for n, a in rows))
+        yield counter_family("chia_farmer_harvester_responses", "Signage point responses from a harvester (new_farming_info).",
+                             ["node_id"], (((n,), a.responses) for n, a in rows))
+        yield labelled("chia_farmer_harvester_last_response_timestamp_seconds",
+                       "Unix time of a harvester's last signage point response (new_farming_info).",
+                       ["node_id"], (((n,), a.last_response) for n, a in rows))
+        yield counter_family("chia_farmer_partials_submitted", "Partials the farmer submitted to a pool (submitted_partial event).",
+                             ["launcher_id", "pool_url"], sorted(self.partials_submitted.items()))
+        failed: dict[tuple[str, str], int] = {}
+        for p2, n in self.partials_failed.items():
+            # A plot NFT the farmer's pool state has not named yet is counted under its p2 hash.
+            key = self.pool_names.get(p2, (p2, ""))
+            failed[key] = failed.get(key, 0) + n
+        yield counter_family("chia_farmer_partials_failed",
+                             "Partials that failed: missing, insufficient, invalid or refused by the pool (failed_partial event, "
+                             "sent to wallet_ui only).", ["launcher_id", "pool_url"], sorted(failed.items()))
+
+
+def make_event_states(config, exporter) -> list[EventState]:
+    return [FarmerEvents(config.events.harvester_expiry)]
+
+
+def make_collector(config, states: list[EventState]) -> FarmerCollector:
+    return FarmerCollector(config.collectors["farmer"], next(s for s in states if isinstance(s, FarmerEvents)))
