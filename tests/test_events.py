@@ -1,0 +1,136 @@
+"""What daemon events become: goldens of the recorded event streams, and each state's rules."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from prometheus_client.exposition import generate_latest
+
+from exporter.collectors.base import LOOKUP_BUCKETS
+from exporter.collectors.farmer import FarmerEvents
+from exporter.collectors.full_node import FullNodeEvents
+from exporter.collectors.harvester import HarvesterEvents
+from exporter.collectors.timelord import TimelordEvents
+from exporter.daemon_ws import EventDispatcher
+from tests.fakes.services import SHARED_FIXTURES, TEST_FIXTURES
+from tests.harness import assert_golden, config_for, render_once
+
+
+def recorded(name: str) -> list[dict]:
+    return [json.loads(line) for line in (SHARED_FIXTURES / "daemon" / f"events-{name}.jsonl").read_text().splitlines()]
+
+
+def synthetic(name: str) -> list[dict]:
+    return [json.loads(line) for line in (TEST_FIXTURES / "events" / f"{name}.jsonl").read_text().splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("stream", ["metrics", "node-reorg-timelord-crawler"])
+async def test_event_golden(stream, fake_farm_factory, update_golden):
+    """Every recorded event (or a synthetic stream) folded in after one poll of everything."""
+    farm = await fake_farm_factory()
+    messages = recorded(stream) if stream == "metrics" else synthetic(stream)
+    text = await render_once(config_for(farm.root.path, **{"events.enabled": False}), replay=messages)
+    assert_golden(f"events-{stream}", text, update_golden)
+
+
+def render(state) -> str:
+    class One:
+        def collect(self):
+            return state.render(1000.0)
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    registry.register(One())
+    return generate_latest(registry).decode()
+
+
+def farming_info(node_id: str, lookup_us: int, passed: int = 3, proofs: int = 0) -> dict:
+    return {"farming_info": {"challenge_hash": "0x00", "lookup_time": lookup_us, "node_id": node_id,
+                             "passed_filter": passed, "proofs": proofs, "signage_point": "0x01", "timestamp": 1,
+                             "total_plots": 6}}
+
+
+def test_lookup_time_is_converted_from_microseconds():
+    state = FarmerEvents(harvester_expiry=600)
+    state.handle("new_farming_info", farming_info("0xaa", 2_500_000), now=1000.0)  # 2.5 s
+    h = state.activity["0xaa"].lookups
+    buckets = dict(h.buckets())
+    assert buckets["2.0"] == 0 and buckets["5.0"] == 1
+    assert h.sum == pytest.approx(2.5)
+    assert len(h.bounds) == len(LOOKUP_BUCKETS)
+
+
+def test_missed_signage_points_add_the_reported_count():
+    state = FarmerEvents(harvester_expiry=600)
+    sp = {"signage_point": {"signage_point_index": 7}, "proofs": []}
+    state.handle("new_signage_point", {**sp, "missing_signage_points": None}, now=1.0)
+    state.handle("new_signage_point", {**sp, "missing_signage_points": [1795474000, 3]}, now=2.0)
+    assert (state.signage_points, state.signage_points_missed, state.last_signage_point_index) == (2, 3, 7)
+
+
+def test_harvester_removed_drops_its_rows_at_once():
+    state = FarmerEvents(harvester_expiry=600)
+    state.handle("new_farming_info", farming_info("0xaa", 1000), now=1000.0)
+    state.handle("new_farming_info", farming_info("0xbb", 1000), now=1000.0)
+    state.handle("harvester_removed", {"node_id": "0xaa"}, now=1001.0)
+    text = render(state)
+    assert 'node_id="0xaa"' not in text and 'node_id="0xbb"' in text
+
+
+def test_silent_harvester_series_expire():
+    state = FarmerEvents(harvester_expiry=60)
+    state.handle("new_farming_info", farming_info("0xaa", 1000), now=900.0)  # 100 s before render
+    state.handle("new_farming_info", farming_info("0xbb", 1000), now=990.0)
+    text = render(state)
+    assert 'node_id="0xaa"' not in text and 'node_id="0xbb"' in text
+
+
+def test_malformed_events_are_counted_and_the_rest_carries_on():
+    farmer = FarmerEvents(harvester_expiry=600)
+    dispatcher = EventDispatcher([farmer, HarvesterEvents(), FullNodeEvents(), TimelordEvents()], clock=lambda: 1000.0)
+    bad = [
+        {"command": "new_farming_info", "origin": "chia_farmer", "data": {"farming_info": {"node_id": "0xaa"}}},
+        {"command": "new_signage_point", "origin": "chia_farmer", "data": {"signage_point": {"signage_point_index": "x"}}},
+        {"command": "farming_info", "origin": "chia_harvester", "data": {"time": None}},
+        {"command": "block", "origin": "chia_full_node", "data": {"height": 3}},
+        {"command": "new_compact_proof", "origin": "chia_timelord", "data": []},
+    ]
+    for msg in bad:
+        dispatcher.dispatch(msg)
+    dispatcher.dispatch({"command": "new_farming_info", "origin": "chia_farmer", "data": farming_info("0xaa", 1000)})
+    assert dispatcher.errors["malformed"] == len(bad)
+    assert farmer.activity["0xaa"].responses == 1  # the bad one changed nothing
+    assert farmer.signage_points == 0
+    assert sum(dispatcher.events.values()) == len(bad) + 1
+
+
+def test_empty_block_event_after_a_long_sync_counts_nothing():
+    state = FullNodeEvents()
+    state.handle("block", {}, now=1.0)
+    assert state.blocks == 0
+
+
+def test_reorg_depth():
+    state = FullNodeEvents()
+    base = {"validation_time": 0.1, "pre_validation_time": 0.05, "transaction_block": False}
+    state.handle("block", {**base, "height": 100, "fork_height": 99}, now=1.0)  # plain extension
+    state.handle("block", {**base, "height": 101, "fork_height": 97}, now=2.0)  # replaced 3 blocks
+    assert (state.blocks, state.reorgs, state.last_reorg_depth) == (2, 1, 3)
+
+
+def test_harvester_plot_count_change_asks_for_a_recount():
+    class Exporter:
+        refreshed: list[str] = []
+
+        def refresh(self, name: str) -> None:
+            self.refreshed.append(name)
+
+    exporter = Exporter()
+    state = HarvesterEvents(exporter)
+    info = {"time": 0.01, "eligible_plots": 1, "found_proofs": 0, "total_plots": 6}
+    state.handle("farming_info", info, now=1.0)
+    state.handle("farming_info", info, now=2.0)
+    assert exporter.refreshed == []
+    state.handle("farming_info", {**info, "total_plots": 7}, now=3.0)
+    assert exporter.refreshed == ["harvester"]
