@@ -1,0 +1,192 @@
+"""The local harvester's get_plots poll at 1k, 10k and 100k plots.
+
+    python -m benchmarks.bench_harvester            # full run: 5 repetitions per size
+    python -m benchmarks.bench_harvester --quick    # 1k and 10k plots, 2 repetitions
+
+Each repetition runs in a fresh process (so peak RSS is the poll's own) against a synthetic
+harvester served over mutual TLS from another process, and reports:
+- the CPU seconds of one poll (TLS, HTTP, the incremental parse, the counts) and, in the same
+  process, of a bare ``json.loads`` of the same body: the floor; their ratio (goal <= 1.3);
+- the peak RSS of the process after the poll (goal <= 250 MB at 100k plots);
+- the p99 latency of /metrics scraped in a loop by another process while the poll runs
+  (goal <= 50 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import resource
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def serve_farm(body_file: str, ready, stop) -> None:
+    from benchmarks.synthetic_farm import SyntheticFarm
+
+    async def main() -> None:
+        farm = SyntheticFarm(Path(tempfile.mkdtemp(prefix="bench-farm-")) / "root",
+                             {"harvester": {"get_plots": Path(body_file).read_bytes()}})
+        await farm.start()
+        ready.put(str(farm.root.path))
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
+        await farm.stop()
+
+    asyncio.run(main())
+
+
+def exporter_config(root: str):
+    from tests.harness import config_for
+
+    off = {f"collectors.{n}.enabled": False for n in ("full_node", "farmer", "wallet", "daemon")}
+    return config_for(Path(root), **off, **{"events.enabled": False, "collectors.harvester.timeout": "60s",
+                                             "collectors.harvester.interval": "10m"})
+
+
+def measure_poll(root: str, body_file: str, out) -> None:
+    """One poll in this fresh process: CPU, peak RSS, then the json.loads floor."""
+    from exporter.app import Exporter
+
+    async def main() -> tuple[float, int]:
+        exporter = Exporter(exporter_config(root))
+        await exporter.start(background=False)
+        runner = exporter.runners[0]
+        start = time.process_time()
+        await runner.poll_once()
+        cpu = time.process_time() - start
+        assert runner.success, runner.last_error
+        await exporter.stop()
+        return cpu, runner.snapshot.plots.total
+
+    cpu, plots = asyncio.run(main())
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    body = Path(body_file).read_bytes()
+    start = time.process_time()
+    json.loads(body)
+    floor = time.process_time() - start
+    out.put({"cpu": cpu, "floor": floor, "peak_mb": peak_mb, "plots": plots})
+
+
+def serve_exporter_and_poll(root: str, port_q, window_q, go) -> None:
+    """The exporter's /metrics served while one poll runs; reports the poll's wall window."""
+    from aiohttp import web
+
+    from exporter.app import Exporter
+    from exporter.server import create_app
+
+    async def main() -> None:
+        exporter = Exporter(exporter_config(root))
+        app = create_app(exporter)
+        exporter.start = _start_without_loops(exporter)  # the benchmark triggers the poll itself
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port_q.put(site._server.sockets[0].getsockname()[1])
+        while not go.is_set():
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # the scraper is warm
+        t0 = time.time()
+        await exporter.runners[0].poll_once()
+        window_q.put((t0, time.time()))
+        await asyncio.sleep(0.2)
+        await runner.cleanup()
+
+    asyncio.run(main())
+
+
+def _start_without_loops(exporter):
+    original = exporter.start
+
+    async def start(background: bool = True) -> None:
+        await original(background=False)
+    return start
+
+
+def scrape(port: int, stop, out) -> None:
+    samples = []
+    url = f"http://127.0.0.1:{port}/metrics"
+    while not stop.is_set():
+        t0 = time.time()
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            resp.read()
+        samples.append((t0, time.time() - t0))
+    out.put(samples)
+
+
+def p99(values: list[float]) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(0.99 * (len(values) - 1))))]
+
+
+def run_size(n: int, repeats: int) -> dict:
+    from benchmarks.synthetic_farm import plots_body
+
+    ctx = mp.get_context("spawn")
+    body_file = Path(tempfile.mkdtemp(prefix="bench-plots-")) / "get_plots.json"
+    body_file.write_bytes(plots_body(n))
+    ready, stop = ctx.Queue(), ctx.Event()
+    server = ctx.Process(target=serve_farm, args=(str(body_file), ready, stop))
+    server.start()
+    root = ready.get(timeout=120)
+    polls, latencies = [], []
+    try:
+        for _ in range(repeats):
+            out = ctx.Queue()
+            p = ctx.Process(target=measure_poll, args=(root, str(body_file), out))
+            p.start()
+            polls.append(out.get(timeout=300))
+            p.join()
+            port_q, window_q, go, scraper_stop, scraped = ctx.Queue(), ctx.Queue(), ctx.Event(), ctx.Event(), ctx.Queue()
+            exp = ctx.Process(target=serve_exporter_and_poll, args=(root, port_q, window_q, go))
+            exp.start()
+            port = port_q.get(timeout=60)
+            scraper = ctx.Process(target=scrape, args=(port, scraper_stop, scraped))
+            scraper.start()
+            go.set()
+            t0, t1 = window_q.get(timeout=300)
+            scraper_stop.set()
+            samples = scraped.get(timeout=60)
+            scraper.join()
+            exp.join()
+            during = [d for t, d in samples if t0 <= t <= t1] or [d for _, d in samples]
+            latencies.append(p99(during) * 1000)
+    finally:
+        stop.set()
+        server.join()
+    return {
+        "plots": n, "body_mb": body_file.stat().st_size / 2**20,
+        "cpu_s": statistics.median(p["cpu"] for p in polls),
+        "floor_s": statistics.median(p["floor"] for p in polls),
+        "ratio": statistics.median(p["cpu"] / p["floor"] for p in polls),
+        "peak_rss_mb": statistics.median(p["peak_mb"] for p in polls),
+        "metrics_p99_ms": statistics.median(latencies),
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    sizes, repeats = ((1000, 10000), 2) if args.quick else ((1000, 10000, 100000), 5)
+    print("| plots | body | poll CPU | json.loads floor | ratio | peak RSS | /metrics p99 during poll |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for n in sizes:
+        r = run_size(n, repeats)
+        print(f"| {r['plots']:,} | {r['body_mb']:.1f} MB | {r['cpu_s']:.3f} s | {r['floor_s']:.3f} s | {r['ratio']:.2f}x "
+              f"| {r['peak_rss_mb']:.0f} MB | {r['metrics_p99_ms']:.1f} ms |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
