@@ -178,7 +178,7 @@ class RpcClient:
         return result
 
     async def call_raw(self, endpoint: str, params: dict[str, Any] | None = None,
-                       parse: Callable[[bytes], Awaitable[T]] | None = None) -> T:
+                       parse: Callable[[bytearray], Awaitable[T]] | None = None) -> T:
         """Like :meth:`call` for large bodies: ``parse`` gets the raw bytes and may await."""
         check_allowed(self.service, endpoint)
         try:
@@ -198,7 +198,7 @@ class RpcClient:
         self.stats.record(self.collector, endpoint, "ok")
         return result
 
-    async def _post(self, endpoint: str, params: dict[str, Any]) -> bytes:
+    async def _post(self, endpoint: str, params: dict[str, Any]) -> bytearray:
         url = f"{self.base_url}/{endpoint}"
         timeout = aiohttp.ClientTimeout(total=None, connect=min(5.0, self.timeout), sock_read=self.timeout)
         try:
@@ -224,18 +224,17 @@ class RpcClient:
             raise RpcError("error", endpoint, f"{type(e).__name__}: {e}") from None
 
 
-async def _read_capped(resp: aiohttp.ClientResponse, cap: int, endpoint: str) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
+async def _read_capped(resp: aiohttp.ClientResponse, cap: int, endpoint: str) -> bytearray:
+    """The body, refused past ``cap``; one growing buffer, so a 60 MB body is not held twice."""
+    body = bytearray()
     async for chunk in resp.content.iter_chunked(1 << 20):
-        size += len(chunk)
-        if size > cap:
+        if len(body) + len(chunk) > cap:
             raise RpcError("bad_response", endpoint, f"body over the cap of {cap} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        body += chunk
+    return body
 
 
-def _decode(endpoint: str, body: bytes) -> dict:
+def _decode(endpoint: str, body: bytes | bytearray) -> dict:
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):

@@ -94,62 +94,70 @@ class _Tally:
 
 
 BATCH_BYTES = 1 << 20  # about 1,700 plots parsed by one json.loads
-PLOT_SEPARATOR = "}, {"  # how Chia's json.dumps separates the plot objects
+PLOT_SEPARATOR = b"}, {"  # how Chia's json.dumps separates the plot objects
+PLOTS_KEY = b'"plots": ['
+SPACE = b" \n\r\t,"
 
 
-async def parse_plots(body: bytes) -> PlotCounts:
+async def parse_plots(body: bytes | bytearray) -> PlotCounts:
     """Count a get_plots body without blocking the event loop, at about the cost of json.loads.
 
     Chia writes the body with sorted keys (``…, "plots": [{…}, {…}], "success": true}``). The
     plots array is cut into batches of about a megabyte at object boundaries, each parsed by one
-    ``json.loads``, with a yield to the loop between batches. A cut that falls inside a string (a
-    file name holding ``}, {``) makes that batch invalid JSON, which is then read one object at a
-    time with ``raw_decode``. Any other layout falls back to one ``json.loads`` of the whole.
+    ``json.loads`` straight from the bytes (no decoded copy of the whole body), with a yield to the
+    loop between batches. A cut that falls inside a string (a file name holding ``}, {``) makes
+    that batch invalid JSON, which is then read one object at a time with ``raw_decode``. Any other
+    layout falls back to one ``json.loads`` of the whole.
     """
-    text = body.decode()
-    start = text.find('"plots": [')
+    start = body.find(PLOTS_KEY)
     if start < 0:
-        return _parse_whole(text)
+        return _parse_whole(body)
     tally = _Tally()
-    decoder = json.JSONDecoder()
-    pos = start + len('"plots": [')
-    n = len(text)
+    pos = start + len(PLOTS_KEY)
+    n = len(body)
     while True:
-        while pos < n and text[pos] in " \n\r\t,":
+        while pos < n and body[pos] in SPACE:
             pos += 1
         if pos >= n:
             raise ValueError("get_plots body ends inside the plots list")
-        if text[pos] == "]":
+        if body[pos] == ord("]"):
             break
-        cut = text.find(PLOT_SEPARATOR, pos + BATCH_BYTES)
+        cut = body.find(PLOT_SEPARATOR, pos + BATCH_BYTES)
         batch = None
         if cut > 0:
             try:
-                batch = json.loads("[" + text[pos:cut + 1] + "]")
+                batch = json.loads(b"[" + body[pos:cut + 1] + b"]")
             except ValueError:
                 batch = None
         if batch is not None:
             pos = cut + 1
         else:  # the last, short stretch, or a cut inside a string: one object at a time
-            batch = []
-            limit = cut + 1 if cut > 0 else n
-            while pos < limit:
-                while pos < n and text[pos] in " \n\r\t,":
-                    pos += 1
-                if pos >= n or text[pos] == "]":
-                    break
-                plot, pos = decoder.raw_decode(text, pos)
-                batch.append(plot)
+            batch, pos = _one_by_one(body, pos, cut + 1 if cut > 0 else n)
         tally.add_all(batch)
         await asyncio.sleep(0)  # let /metrics and the event stream run between batches
-    rest = json.loads(text[:start] + '"plots": []' + text[pos + 1:])
+    rest = json.loads(body[:start] + b'"plots": []' + body[pos + 1:])
     if not isinstance(rest, dict) or rest.get("success") is not True:
         raise ValueError("get_plots did not succeed")
     return tally.result(rest)
 
 
-def _parse_whole(text: str) -> PlotCounts:
-    data = json.loads(text)
+def _one_by_one(body: bytes | bytearray, pos: int, limit: int) -> tuple[list, int]:
+    """Plot objects from ``pos`` up to ``limit`` (or the end of the array), and where it stopped."""
+    text = bytes(body[pos:limit]).decode()
+    decoder = json.JSONDecoder()
+    plots, i, n = [], 0, len(text)
+    while i < n:
+        while i < n and text[i] in " \n\r\t,":
+            i += 1
+        if i >= n or text[i] == "]":
+            break
+        plot, i = decoder.raw_decode(text, i)
+        plots.append(plot)
+    return plots, pos + len(text[:i].encode())
+
+
+def _parse_whole(body: bytes | bytearray) -> PlotCounts:
+    data = json.loads(body)
     if not isinstance(data, dict) or data.get("success") is not True:
         raise ValueError("get_plots did not succeed")
     tally = _Tally()

@@ -1,0 +1,131 @@
+"""/metrics with about 2,000 series under 10 concurrent scrapers.
+
+    python -m benchmarks.bench_metrics [--quick]
+
+The exporter serves the synthetic big farm (farmer with 150 harvesters and pools, every other
+collector from the recorded 2.7.5 set, event states fed by the recorded event stream). Ten
+scraper threads in another process request /metrics for a fixed time; reported: p50 and p99
+latency, and the floor: a bare ``generate_latest`` of the same families in the serving process,
+timed in the same run (goal: p99 <= 20 ms, ratio of median scrape to floor <= 1.3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def serve(ready, stop, floor_q) -> None:
+    from aiohttp import web
+    from prometheus_client.exposition import generate_latest
+
+    from benchmarks.synthetic_farm import SyntheticFarm, harvesters_summary_body
+    from exporter.app import Exporter
+    from exporter.server import create_app
+    from tests.fakes.services import SHARED_FIXTURES
+    from tests.harness import config_for
+
+    async def main() -> None:
+        farm = SyntheticFarm(Path(tempfile.mkdtemp(prefix="bench-metrics-")) / "root",
+                             {"farmer": {"get_harvesters_summary": harvesters_summary_body(150, 500)}})
+        await farm.start()
+        exporter = Exporter(config_for(farm.root.path, **{"events.enabled": False, "collectors.daemon.enabled": False}))
+        app = create_app(exporter)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        for r in exporter.runners:
+            await r.poll_once()
+        events = (SHARED_FIXTURES / "daemon" / "events-metrics.jsonl").read_text().splitlines()
+        for line in events:
+            exporter.dispatcher.dispatch(json.loads(line))
+        text = generate_latest(exporter.registry).decode()
+        series = sum(1 for line in text.splitlines() if line and not line.startswith("#"))
+        ready.put((site._server.sockets[0].getsockname()[1], series))
+        floors = []
+        while not stop.is_set():
+            t = time.perf_counter()
+            generate_latest(exporter.registry)
+            floors.append(time.perf_counter() - t)
+            await asyncio.sleep(0.05)
+        floor_q.put(floors)
+        await runner.cleanup()
+        await farm.stop()
+
+    asyncio.run(main())
+
+
+def load(port: int, seconds: float, scrapers: int) -> tuple[list[float], int]:
+    latencies: list[float] = []
+    errors = [0]
+    deadline = time.monotonic() + seconds
+    lock = threading.Lock()
+
+    def worker() -> None:
+        url = f"http://127.0.0.1:{port}/metrics"
+        while time.monotonic() < deadline:
+            t = time.perf_counter()
+            try:
+                with urllib.request.urlopen(url, timeout=10) as resp:
+                    resp.read()
+                    ok = resp.status == 200
+            except OSError:
+                ok = False
+            d = time.perf_counter() - t
+            with lock:
+                latencies.append(d)
+                errors[0] += not ok
+
+    threads = [threading.Thread(target=worker) for _ in range(scrapers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return latencies, errors[0]
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--quick", action="store_true")
+    quick = p.parse_args(argv).quick
+    runs, seconds = (1, 3) if quick else (5, 20)
+    ctx = mp.get_context("spawn")
+    rows = []
+    for _ in range(runs):
+        ready, stop, floor_q = ctx.Queue(), ctx.Event(), ctx.Queue()
+        server = ctx.Process(target=serve, args=(ready, stop, floor_q))
+        server.start()
+        port, series = ready.get(timeout=120)
+        latencies, errors = load(port, seconds, 10)
+        stop.set()
+        floors = floor_q.get(timeout=60)
+        server.join()
+        rows.append((series, len(latencies), errors, pct(latencies, 0.5), pct(latencies, 0.99), statistics.median(floors)))
+    med = lambda i: statistics.median(r[i] for r in rows)  # noqa: E731
+    print("| series | scrapes | errors | p50 | p99 | generate_latest floor | p50 / floor |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(f"| {rows[0][0]:,} | {int(med(1)):,} | {sum(r[2] for r in rows)} | {med(3) * 1000:.1f} ms | {med(4) * 1000:.1f} ms "
+          f"| {med(5) * 1000:.1f} ms | {med(3) / med(5):.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
