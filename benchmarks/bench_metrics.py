@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_metrics [--quick]
 
-The exporter serves the synthetic big farm (farmer with 150 harvesters and pools, every other
+The exporter serves the synthetic big farm (farmer with 260 harvesters and pools, every other
 collector from the recorded 2.7.5 set, event states fed by the recorded event stream). Ten
 scraper threads in another process request /metrics for a fixed time; reported: p50 and p99
 latency, and the floor: a bare ``generate_latest`` of the same families in the serving process,
@@ -39,7 +39,7 @@ def serve(ready, stop, floor_q) -> None:
 
     async def main() -> None:
         farm = SyntheticFarm(Path(tempfile.mkdtemp(prefix="bench-metrics-")) / "root",
-                             {"farmer": {"get_harvesters_summary": harvesters_summary_body(150, 500)}})
+                             {"farmer": {"get_harvesters_summary": harvesters_summary_body(260, 500)}})
         await farm.start()
         exporter = Exporter(config_for(farm.root.path, **{"events.enabled": False, "collectors.daemon.enabled": False}))
         app = create_app(exporter)

@@ -111,6 +111,10 @@ class Exporter:
                 families.extend(runner.collector.render(runner.snapshot))
         yield from merge_families(families)
 
+    def generation(self) -> int:
+        """Changes whenever a poll finishes or an event arrives: what /metrics shows may differ."""
+        return sum(r.polls for r in self.runners) + sum(self.dispatcher.events.values())
+
     def health(self) -> dict:
         return {
             "healthy": self.scheduler.running,

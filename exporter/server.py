@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import gzip
 import html
 import json
 import logging
 import ssl
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,10 +168,48 @@ def create_app(exporter: Exporter, web_config: WebConfig | None = None) -> web.A
         await exporter.stop()
 
     app.cleanup_ctx.append(lifecycle)
-    app.router.add_get("/metrics", make_aiohttp_handler(exporter.registry))
+    app.router.add_get("/metrics", CachedMetrics(exporter).handle)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/", landing)
     return app
+
+
+class CachedMetrics:
+    """prometheus-client's aiohttp handler, with its output reused while nothing changed.
+
+    A scrape renders every family (about 10 ms for 1,500 series); several Prometheus servers or
+    scrapers at once would queue behind each other on the one event loop. The rendered body (and
+    its gzip) is kept per format and reused while no poll finished and no event arrived, for at
+    most ``MAX_AGE`` seconds, so that staleness and expiry still apply within a second.
+    """
+
+    MAX_AGE = 1.0
+
+    def __init__(self, exporter: Exporter) -> None:
+        self.exporter = exporter
+        self.render = make_aiohttp_handler(exporter.registry, disable_compression=True)
+        self.cache: dict[tuple, tuple[int, float, bytes, str]] = {}
+
+    async def handle(self, request: web.Request) -> web.Response:
+        gzip_ok = "gzip" in request.headers.get("Accept-Encoding", "")
+        key = (request.headers.get("Accept", ""), request.query_string, gzip_ok)
+        generation = self.exporter.generation()
+        now = time.monotonic()
+        hit = self.cache.get(key)
+        if hit is None or hit[0] != generation or now - hit[1] > self.MAX_AGE:
+            fresh = await self.render(request)
+            body = fresh.body if isinstance(fresh.body, bytes) else b""
+            if fresh.status != 200:
+                return fresh
+            if gzip_ok:
+                body = gzip.compress(body, compresslevel=5)
+            if len(self.cache) > 16:  # odd Accept headers must not grow it without bound
+                self.cache.clear()
+            hit = self.cache[key] = (generation, now, body, fresh.headers["Content-Type"])
+        headers = {"Content-Type": hit[3]}
+        if gzip_ok:
+            headers["Content-Encoding"] = "gzip"
+        return web.Response(body=hit[2], headers=headers)
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -61,6 +61,10 @@ class ChiaRoot:
         for svc in ("full_node", "farmer", "harvester", "wallet", "data_layer", "timelord"):
             config[svc] = section(svc, ports.get(svc, 1))
         config["full_node"]["database_path"] = "db/blockchain_v2_CHALLENGE.sqlite"
+        # A node database of known size beside the config, as on a full-node host.
+        (self.path / "db").mkdir(exist_ok=True)
+        (self.path / "db" / "blockchain_v2_mainnet.sqlite").write_bytes(b"\0" * 12288)
+        (self.path / "db" / "blockchain_v2_mainnet.sqlite-wal").write_bytes(b"\0" * 4152)
         config.update(extra)
         path = self.path / "config" / "config.yaml"
         path.write_text(yaml.safe_dump(config))
