@@ -180,10 +180,10 @@ class CachedMetrics:
     A scrape renders every family (about 10 ms for 1,500 series); several Prometheus servers or
     scrapers at once would queue behind each other on the one event loop. The rendered body (and
     its gzip) is kept per format and reused while no poll finished and no event arrived, for at
-    most ``MAX_AGE`` seconds, so that staleness and expiry still apply within a second.
+    most ``MAX_AGE`` seconds, so that staleness and expiry (minutes) still apply within seconds.
     """
 
-    MAX_AGE = 1.0
+    MAX_AGE = 5.0
 
     def __init__(self, exporter: Exporter) -> None:
         self.exporter = exporter
