@@ -1,0 +1,112 @@
+"""The command a user runs: the console script and ``python -m exporter`` against fake services,
+its three pages, content negotiation, and a clean stop on SIGTERM and SIGINT within 2 s."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def command(kind: str) -> list[str]:
+    if kind == "console script":
+        return [str(Path(sys.executable).parent / "chia-prometheus-exporter")]
+    return [sys.executable, "-m", "exporter"]
+
+
+async def start(farm, kind: str) -> tuple[asyncio.subprocess.Process, str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHIA")}
+    env["CHIA_ROOT"] = str(farm.root.path)
+    proc = await asyncio.create_subprocess_exec(*command(kind), "--web.listen-address", f"127.0.0.1:{port}", env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as http:
+        for _ in range(100):
+            try:
+                async with http.get(url + "/metrics") as resp:
+                    if 'collector="farmer"} 1.0' in await resp.text():
+                        return proc, url
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    proc.kill()
+    raise AssertionError((await proc.stdout.read()).decode())
+
+
+@pytest.mark.parametrize("kind,sig", [("console script", signal.SIGTERM), ("python -m exporter", signal.SIGINT)])
+async def test_serves_and_stops_cleanly(fake_farm_factory, kind, sig):
+    farm = await fake_farm_factory()
+    proc, url = await start(farm, kind)
+    async with aiohttp.ClientSession(auto_decompress=False) as http:
+        plain = {"Accept-Encoding": "identity"}
+        async with http.get(url + "/metrics", headers=plain) as resp:
+            text = await resp.text()
+            assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        assert "chia_full_node_peak_height 6.0" in text and "chia_farmer_harvesters 1.0" in text
+        async with http.get(url + "/metrics", headers={**plain, "Accept": "application/openmetrics-text; version=1.0.0"}) as resp:
+            assert resp.headers["Content-Type"].startswith("application/openmetrics-text")
+            assert (await resp.text()).endswith("# EOF\n")
+        async with http.get(url + "/metrics", headers={"Accept-Encoding": "gzip"}) as resp:
+            assert resp.headers["Content-Encoding"] == "gzip"
+            assert b"chia_full_node_peak_height" in gzip.decompress(await resp.read())
+        async with http.get(url + "/healthz", headers=plain) as resp:
+            health = json.loads(await resp.text())
+            assert resp.status == 200 and health["healthy"] is True
+            assert health["collectors"]["farmer"]["state"] == "ok"
+            assert set(health["collectors"]) >= {"full_node", "farmer", "harvester", "wallet", "daemon"}
+        async with http.get(url + "/", headers=plain) as resp:
+            page = await resp.text()
+            assert 'href="metrics"' in page and 'href="healthz"' in page
+    t = time.monotonic()
+    proc.send_signal(sig)
+    code = await asyncio.wait_for(proc.wait(), 5)
+    assert time.monotonic() - t < 2.0
+    assert code == 0
+    log = (await proc.stdout.read()).decode()
+    assert "shutting down" in log and "Traceback" not in log
+
+
+async def test_healthz_tells_which_collector_fails(fake_farm_factory):
+    farm = await fake_farm_factory("full-node-down")
+    proc, url = await start(farm, "python -m exporter")
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url + "/healthz") as resp:
+                health = json.loads(await resp.text())
+        assert health["collectors"]["full_node"]["state"] == "failing"
+        assert "refused" in health["collectors"]["full_node"]["last_error"]
+        assert health["collectors"]["farmer"]["state"] == "ok"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await proc.wait()
+
+
+async def test_listen_address_in_use_is_a_clear_error(fake_farm_factory):
+    farm = await fake_farm_factory()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CHIA")}
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "exporter", "--chia-root", str(farm.root.path),
+                                                    "--web.listen-address", f"127.0.0.1:{port}", env=env,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await asyncio.wait_for(proc.communicate(), 10)
+    assert proc.returncode == 1
+    assert "cannot listen on" in out.decode() and "Traceback" not in out.decode()
