@@ -38,3 +38,31 @@ def test_peak_height_follows_the_chain(chia_stack, run_exporter):
     before = samples(text)["chia_full_node_peak_height"]
     chia_stack.farm_blocks(2)
     exporter.wait_for(lambda t: samples(t).get("chia_full_node_peak_height", 0) >= before + 2, timeout=30)
+
+
+async def test_the_real_node_is_verified_against_the_private_ca(chia_stack, tmp_path):
+    """Chia's private CA accepts the node; its public CA (chia_ca.crt) and any other CA do not."""
+    import aiohttp
+    import trustme
+
+    from exporter.rpc import RpcClient, RpcError, RpcStats, TlsFiles
+
+    ssl_dir = chia_stack.root / "config" / "ssl"
+    other = tmp_path / "other_ca.crt"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    cert, key = ssl_dir / "full_node" / "private_full_node.crt", ssl_dir / "full_node" / "private_full_node.key"
+    port = int(chia_stack.env["CHIA_FULL_NODE_RPC_PORT"])
+    async with aiohttp.ClientSession() as session:
+        def client(ca):
+            return RpcClient(session, "full_node", "full_node", "127.0.0.1", port, TlsFiles(ca, cert, key), 5, 1 << 20,
+                             RpcStats())
+
+        assert (await client(ssl_dir / "ca" / "private_ca.crt").call("get_version"))["version"] == "2.7.5"
+        for wrong in (ssl_dir / "ca" / "chia_ca.crt", other):
+            try:
+                await client(wrong).call("get_version")
+            except RpcError as e:
+                # chia_ca.crt names the same issuer, so OpenSSL says "signature failure" for it
+                assert e.outcome == "tls" and "certificate" in e.detail.lower(), e.detail
+            else:
+                raise AssertionError(f"{wrong.name} was accepted")
