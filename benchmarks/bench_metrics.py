@@ -1,6 +1,7 @@
 """/metrics with about 2,000 series under 10 concurrent scrapers.
 
     python -m benchmarks.bench_metrics [--quick]
+    python -m benchmarks.bench_metrics --scrapers 50 --seconds 60 --runs 3    # the load test
 
 The exporter serves the synthetic big farm (farmer with 260 harvesters and pools, every other
 collector from the recorded 2.7.5 set, event states fed by the recorded event stream). Ten
@@ -29,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def serve(ready, stop, floor_q) -> None:
+def serve(ready, stop, floor_q, events_per_second: float = 0.0) -> None:
     from aiohttp import web
     from prometheus_client.exposition import generate_latest
 
@@ -65,8 +66,16 @@ def serve(ready, stop, floor_q) -> None:
             floors.append(time.perf_counter() - t)
         floor_q.put(floors)
         ready.put((site._server.sockets[0].getsockname()[1], series))
+        # Events arriving during the load change what /metrics shows, so scrapes render anew.
+        replay = [json.loads(line) for line in events if '"new_farming_info"' in line or '"farming_info"' in line]
+        i = 0
         while not stop.is_set():
-            await asyncio.sleep(0.05)
+            if events_per_second:
+                exporter.dispatcher.dispatch(replay[i % len(replay)])
+                i += 1
+                await asyncio.sleep(1 / events_per_second)
+            else:
+                await asyncio.sleep(0.05)
         await runner.cleanup()
         await farm.stop()
 
@@ -132,18 +141,23 @@ def pct(values: list[float], q: float) -> float:
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--quick", action="store_true")
-    quick = p.parse_args(argv).quick
-    runs, seconds = (1, 3) if quick else (5, 20)
+    p.add_argument("--scrapers", type=int, default=10, help="concurrent scrapers (connections)")
+    p.add_argument("--seconds", type=float, default=20, help="length of one run")
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--events-per-second", type=float, default=0.0,
+                   help="daemon events folded in during the load (each one makes the next scrape render anew)")
+    args = p.parse_args(argv)
+    runs, seconds = (1, 3) if args.quick else (args.runs, args.seconds)
     ctx = mp.get_context("spawn")
     rows = []
     for _ in range(runs):
         ready, stop, floor_q = ctx.Queue(), ctx.Event(), ctx.Queue()
-        server = ctx.Process(target=serve, args=(ready, stop, floor_q))
+        server = ctx.Process(target=serve, args=(ready, stop, floor_q, args.events_per_second))
         server.start()
         port, series = ready.get(timeout=120)
-        measured = load_wrk(port, seconds, 10)
+        measured = load_wrk(port, seconds, args.scrapers)
         if measured is None:  # no wrk: Python threads, whose own overhead shows in the figures
-            latencies, errors = load(port, seconds, 10)
+            latencies, errors = load(port, seconds, args.scrapers)
             measured = (pct(latencies, 0.5), pct(latencies, 0.99), len(latencies), errors)
         stop.set()
         floors = floor_q.get(timeout=60)
