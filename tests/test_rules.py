@@ -58,7 +58,7 @@ def test_every_alert_has_for_severity_annotations_and_a_runbook_section():
             assert anchor == rule["alert"].lower() and f"## {rule['alert']}\n" in runbook, rule["alert"]
 
 
-@pytest.mark.parametrize("config,agent", [("prometheus.yml", False), ("examples/file_sd.yml", False),
+@pytest.mark.parametrize("config,agent", [("prometheus.yml", False), ("prometheus-demo.yml", False), ("examples/file_sd.yml", False),
                                           ("examples/federation.yml", False), ("examples/agent.yml", True)])
 def test_promtool_accepts_the_scrape_configs(config, agent):
     args = [tool("promtool"), "check", "config"] + (["--agent"] if agent else []) + [config]
@@ -83,6 +83,15 @@ def test_compose_file_is_valid():
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     assert set(compose["services"]) == {"exporter", "prometheus", "alertmanager", "grafana"}
     assert any(v.endswith(":/chia:ro") for v in compose["services"]["exporter"]["volumes"])
+
+
+def test_demo_image_and_compose_file():
+    run(tool("hadolint"), str(REPO / "docker" / "demo.Dockerfile"))
+    proc = subprocess.run([tool("docker-compose"), "-f", "docker-compose.demo.yml", "config", "-q"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    compose = yaml.safe_load((REPO / "docker-compose.demo.yml").read_text())
+    assert set(compose["services"]) == {"demo", "prometheus", "alertmanager", "grafana"}
 
 
 def test_systemd_unit_example():
