@@ -62,6 +62,12 @@ def main(argv: list[str]) -> int:
     proc = subprocess.Popen([str(exe), "--web.listen-address", f"127.0.0.1:{port}"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/metrics"
+    for _ in range(100):  # scrape only once the exporter listens
+        try:
+            urllib.request.urlopen(url, timeout=5).read()
+            break
+        except OSError:
+            time.sleep(0.1)
     end = time.monotonic() + 60 * args.minutes
     warm = time.monotonic() + 60
     first = None
