@@ -20,7 +20,7 @@ import aiohttp
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from exporter.collectors.base import EventState
-from exporter.rpc import RpcError, RpcStats, TlsFiles, check_allowed
+from exporter.rpc import RpcError, RpcStats, TlsFiles, check_allowed, counted
 
 log = logging.getLogger(__name__)
 
@@ -71,21 +71,7 @@ class DaemonRpc:
 
     async def call(self, command: str, data: dict | None = None, parse: Callable[[dict], Any] | None = None) -> Any:
         check_allowed("daemon", command)
-        try:
-            result = await self._request(command, data or {})
-            if parse is not None:
-                try:
-                    result = parse(result)
-                except (KeyError, TypeError, ValueError, AttributeError) as e:
-                    raise RpcError("bad_response", command, f"unexpected shape: {type(e).__name__}: {e}") from None
-        except RpcError as e:
-            self.stats.record(self.collector, command, e.outcome)
-            raise
-        except asyncio.CancelledError:  # the poll's own timeout ended this call: count it as one
-            self.stats.record(self.collector, command, "timeout")
-            raise
-        self.stats.record(self.collector, command, "ok")
-        return result
+        return await counted(self.stats, self.collector, command, self._request(command, data or {}), parse)
 
     async def _request(self, command: str, data: dict) -> dict:
         assert self._ws is not None, "use DaemonRpc as an async context manager"
@@ -411,27 +397,16 @@ class StreamRpc:
 
     async def call(self, endpoint: str, params: dict | None = None, parse: Callable[[dict], Any] | None = None) -> Any:
         check_allowed(self.service, endpoint)
-        try:
+
+        async def body() -> dict:
             reply = await self.stream.request(self.destination, endpoint, params or {}, self.timeout)
             data = reply.get("data")
             if not isinstance(data, dict):
                 raise RpcError("bad_response", endpoint, "reply has no data object")
             if data.get("success") is not True:
                 raise RpcError("error", endpoint, str(data.get("error") or "success is not true"))
-            result: Any = data
-            if parse is not None:
-                try:
-                    result = parse(data)
-                except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
-                    raise RpcError("bad_response", endpoint, f"unexpected shape: {type(e).__name__}: {e}") from None
-        except RpcError as e:
-            self.stats.record(self.collector, endpoint, e.outcome)
-            raise
-        except asyncio.CancelledError:  # the poll's own timeout ended this call: count it as one
-            self.stats.record(self.collector, endpoint, "timeout")
-            raise
-        self.stats.record(self.collector, endpoint, "ok")
-        return result
+            return data
+        return await counted(self.stats, self.collector, endpoint, body(), parse)
 
     async def call_raw(self, endpoint: str, params: dict | None = None, parse=None) -> Any:
         """Large bodies arrive as one WebSocket message: parse it like an HTTPS body."""

@@ -74,6 +74,33 @@ class RpcError(Exception):
         super().__init__(f"{endpoint}: {outcome}: {detail}")
 
 
+SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError)
+
+
+async def counted(stats: RpcStats, collector: str, endpoint: str, body: Awaitable[Any],
+                  parse: Callable[[Any], T] | None) -> T | Any:
+    """Await a call's body, parse it, and count the call's one outcome, whatever the transport.
+
+    A body that ``parse`` rejects is ``bad_response``; a call that the poll's own timeout cuts
+    short (cancelled) counts as ``timeout``.
+    """
+    try:
+        result = await body
+        if parse is not None:
+            try:
+                result = parse(result)
+            except SHAPE_ERRORS as e:
+                raise RpcError("bad_response", endpoint, f"unexpected shape: {type(e).__name__}: {e}") from None
+    except RpcError as e:
+        stats.record(collector, endpoint, e.outcome)
+        raise
+    except asyncio.CancelledError:
+        stats.record(collector, endpoint, "timeout")
+        raise
+    stats.record(collector, endpoint, "ok")
+    return result
+
+
 def check_allowed(service: str, endpoint: str) -> None:
     if endpoint not in READ_ONLY_ENDPOINTS.get(service, frozenset()):
         raise NotAllowedError(f"{service}/{endpoint} is not a read-only endpoint in the allowlist")
@@ -160,43 +187,23 @@ class RpcClient:
         A body that ``parse`` rejects (missing or mistyped fields) is a ``bad_response``.
         """
         check_allowed(self.service, endpoint)
-        try:
-            body = await self._post(endpoint, params or {})
-            result = _decode(endpoint, body)
-            if parse is not None:
-                try:
-                    result = parse(result)
-                except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
-                    raise RpcError("bad_response", endpoint, f"unexpected shape: {type(e).__name__}: {e}") from None
-        except RpcError as e:
-            self.stats.record(self.collector, endpoint, e.outcome)
-            raise
-        except asyncio.CancelledError:  # the poll's own timeout ended this call: count it as one
-            self.stats.record(self.collector, endpoint, "timeout")
-            raise
-        self.stats.record(self.collector, endpoint, "ok")
-        return result
+
+        async def body() -> dict:
+            return _decode(endpoint, await self._post(endpoint, params or {}))
+        return await counted(self.stats, self.collector, endpoint, body(), parse)
 
     async def call_raw(self, endpoint: str, params: dict[str, Any] | None = None,
                        parse: Callable[[bytearray], Awaitable[T]] | None = None) -> T:
         """Like :meth:`call` for large bodies: ``parse`` gets the raw bytes and may await."""
         check_allowed(self.service, endpoint)
-        try:
-            body = await self._post(endpoint, params or {})
+
+        async def parsed() -> T:
+            raw = await self._post(endpoint, params or {})
             try:
-                result = await parse(body)  # type: ignore[misc]
-            except RpcError:
-                raise
-            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+                return await parse(raw)  # type: ignore[misc]
+            except SHAPE_ERRORS as e:
                 raise RpcError("bad_response", endpoint, f"unexpected shape: {type(e).__name__}: {e}") from None
-        except RpcError as e:
-            self.stats.record(self.collector, endpoint, e.outcome)
-            raise
-        except asyncio.CancelledError:  # the poll's own timeout ended this call: count it as one
-            self.stats.record(self.collector, endpoint, "timeout")
-            raise
-        self.stats.record(self.collector, endpoint, "ok")
-        return result
+        return await counted(self.stats, self.collector, endpoint, parsed(), None)
 
     async def _post(self, endpoint: str, params: dict[str, Any]) -> bytearray:
         url = f"{self.base_url}/{endpoint}"
