@@ -66,6 +66,8 @@ SERVICES: dict[str, ServiceSpec] = {
         ServiceSpec(
             "daemon", (), "daemon", 55400, port_key="daemon_port", default_interval=60.0,
         ),
+        # On where config.yaml has a data_layer section; shown once it has answered.
+        ServiceSpec("data_layer", ("data_layer",), "data_layer", 8562),
         # Only network operators run a crawler (seeder): off unless asked for.
         ServiceSpec("crawler", ("seeder", "crawler"), "crawler", 8561, default_interval=60.0,
                     default_enabled=False),
@@ -387,6 +389,8 @@ def load(
 
     collectors: dict[str, CollectorConfig] = {}
     for name, spec in SERVICES.items():
+        if name == "data_layer" and chia_file is not None and not _section(chia, spec.section):
+            spec = replace(spec, default_enabled=False)  # no DataLayer configured on this host
         collectors[name] = _collector(name, spec, chia_root, get)
 
     enabled_any = any(c.enabled for c in collectors.values())

@@ -49,9 +49,17 @@ class CollectorRunner:
         return self.collector.name
 
     @property
+    def absent(self) -> bool:
+        """A service this host does not run: never answered, and refuses connections."""
+        return (self.collector.shown_once_seen and self.last_success is None
+                and self.last_error is not None and "refused" in self.last_error)
+
+    @property
     def state(self) -> str:
         if self.polls == 0:
             return "starting"
+        if self.absent:
+            return "absent"
         return "ok" if self.success else "failing"
 
     def fresh(self) -> bool:

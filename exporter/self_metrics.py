@@ -28,6 +28,8 @@ def render_self_metrics(runners: list[CollectorRunner], stats: RpcStats) -> Iter
                              "chia_exporter: Unix time of the collector's last successful poll (0 before the first).",
                              labels=["collector"])
     for r in runners:
+        if r.absent:  # a service this host does not run: not a failing collector
+            continue
         success.add_metric([r.name], float(r.success))
         if r.duration is not None:
             duration.add_metric([r.name], r.duration)
@@ -40,6 +42,9 @@ def render_self_metrics(runners: list[CollectorRunner], stats: RpcStats) -> Iter
                                    "chia_exporter: RPC calls the exporter made, by outcome "
                                    "(ok, error, timeout, refused, tls, bad_response).",
                                    labels=["collector", "endpoint", "outcome"])
+    absent = {r.name for r in runners if r.absent}
     for (collector, endpoint, outcome), n in sorted(stats.counts.items()):
+        if collector in absent:
+            continue
         requests.add_metric([collector, endpoint, outcome], n)
     yield requests

@@ -12,7 +12,8 @@ from tests.harness import GOLDEN, assert_golden, config_for, render_once
 
 # Sets rendered with every collector on; events off (their goldens are in test_events_golden.py).
 SETS = ["chia-2.7.5", "full-node-down", "full-node-success-false", "full-node-not-tx-peak", "farmer-big-farm",
-        "farmer-pool-state-error", "harvester-mixed-plots", "wallet-multi", "wallet-syncing-old", "daemon-partial"]
+        "farmer-pool-state-error", "harvester-mixed-plots", "wallet-multi", "wallet-syncing-old", "daemon-partial",
+        "data-layer-fresh", "data-layer-many", "data-layer-absent"]
 
 
 @pytest.mark.parametrize("fixture_set", SETS)

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter.collectors import MODULES, build
-from exporter.collectors import crawler, daemon, farmer, full_node, harvester, wallet
+from exporter.collectors import crawler, daemon, data_layer, farmer, full_node, harvester, wallet
 from exporter.daemon_ws import EventDispatcher
 from tests.fakes.services import SHARED_FIXTURES, TEST_FIXTURES, load_set
 
@@ -40,6 +40,13 @@ PARSERS = {
     "wallet.parse_wallets": (wallet.parse_wallets, BODIES["wallet"]["get_wallets"]),
     "wallet.Balance.parse": (lambda b: wallet.Balance.parse(b["wallet_balance"], {1: 0}), BODIES["wallet"]["get_wallet_balance"]),
     "daemon.parse_running": (daemon.parse_running, BODIES["daemon"]["running_services"]["data"]),
+    "data_layer.parse_store_ids": (data_layer.parse_store_ids, BODIES["data_layer"]["get_owned_stores"]),
+    "data_layer.parse_sync_status": (data_layer.parse_sync_status,
+                                     next(v for k, v in BODIES["data_layer"].items() if k.startswith("get_sync_status"))),
+    "data_layer.parse_root_timestamp": (data_layer.parse_root_timestamp,
+                                        next(v for k, v in BODIES["data_layer"].items() if k.startswith("get_root"))),
+    "data_layer.parse_mirrors": (data_layer.parse_mirrors,
+                                 next(v for k, v in BODIES["data_layer"].items() if k.startswith("get_mirrors"))),
     "crawler.PeerCounts.parse": (crawler.PeerCounts.parse, {"peer_counts": {"total_last_5_days": 4, "reliable_nodes": 1,
                                                                             "versions": {"2.7.5": 3}}}),
 }

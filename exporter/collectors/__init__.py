@@ -16,7 +16,7 @@ from typing import Any
 from exporter.collectors.base import Collector, EventState
 from exporter.config import Config
 
-MODULES = ("full_node", "farmer", "harvester", "wallet", "daemon", "crawler", "timelord")
+MODULES = ("full_node", "farmer", "harvester", "wallet", "daemon", "data_layer", "crawler", "timelord")
 
 
 def _modules() -> list[ModuleType]:

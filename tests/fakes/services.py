@@ -20,7 +20,7 @@ from aiohttp import web
 REPO = Path(__file__).resolve().parents[2]
 SHARED_FIXTURES = REPO.parent / "shared" / "fixtures" / "chia-2.7.5"
 TEST_FIXTURES = REPO / "tests" / "fixtures"
-SERVICES = ("full_node", "farmer", "harvester", "wallet", "daemon")
+SERVICES = ("full_node", "farmer", "harvester", "wallet", "daemon", "data_layer")
 
 
 def load_set(name: str) -> dict[str, dict[str, Any]]:
