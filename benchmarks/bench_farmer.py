@@ -15,27 +15,11 @@ import asyncio
 import multiprocessing as mp
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-
-
-def serve(body: bytes, ready, stop) -> None:
-    from benchmarks.synthetic_farm import SyntheticFarm
-
-    async def main() -> None:
-        farm = SyntheticFarm(Path(tempfile.mkdtemp(prefix="bench-farmer-")) / "root",
-                             {"farmer": {"get_harvesters_summary": body}})
-        await farm.start()
-        ready.put(str(farm.root.path))
-        while not stop.is_set():
-            await asyncio.sleep(0.05)
-        await farm.stop()
-
-    asyncio.run(main())
 
 
 def measure(root: str, repeats: int) -> list[float]:
@@ -62,7 +46,7 @@ def measure(root: str, repeats: int) -> list[float]:
 
 
 def main(argv: list[str]) -> int:
-    from benchmarks.synthetic_farm import harvesters_summary_body
+    from benchmarks.synthetic_farm import harvesters_summary_body, serve_in_process
 
     args = argparse.ArgumentParser(description=__doc__)
     args.add_argument("--quick", action="store_true")
@@ -75,7 +59,7 @@ def main(argv: list[str]) -> int:
         for plots_each in (100, 10_000):
             body = harvesters_summary_body(harvesters, plots_each)
             ready, stop = ctx.Queue(), ctx.Event()
-            server = ctx.Process(target=serve, args=(body, ready, stop))
+            server = ctx.Process(target=serve_in_process, args=({"farmer": {"get_harvesters_summary": body}}, ready, stop))
             server.start()
             try:
                 cpu = measure(ready.get(timeout=60), repeats)

@@ -32,21 +32,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def serve_farm(body_file: str, ready, stop) -> None:
-    from benchmarks.synthetic_farm import SyntheticFarm
-
-    async def main() -> None:
-        farm = SyntheticFarm(Path(tempfile.mkdtemp(prefix="bench-farm-")) / "root",
-                             {"harvester": {"get_plots": Path(body_file).read_bytes()}})
-        await farm.start()
-        ready.put(str(farm.root.path))
-        while not stop.is_set():
-            await asyncio.sleep(0.05)
-        await farm.stop()
-
-    asyncio.run(main())
-
-
 def exporter_config(root: str):
     from tests.harness import config_for
 
@@ -142,13 +127,13 @@ def p99(values: list[float]) -> float:
 
 
 def run_size(n: int, repeats: int) -> dict:
-    from benchmarks.synthetic_farm import plots_body
+    from benchmarks.synthetic_farm import plots_body, serve_in_process
 
     ctx = mp.get_context("spawn")
     body_file = Path(tempfile.mkdtemp(prefix="bench-plots-")) / "get_plots.json"
     body_file.write_bytes(plots_body(n))
     ready, stop = ctx.Queue(), ctx.Event()
-    server = ctx.Process(target=serve_farm, args=(str(body_file), ready, stop))
+    server = ctx.Process(target=serve_in_process, args=({"harvester": {"get_plots": body_file.read_bytes()}}, ready, stop))
     server.start()
     root = ready.get(timeout=120)
     polls, latencies = [], []

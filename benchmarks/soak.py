@@ -95,7 +95,7 @@ def main(argv: list[str]) -> int:
     assert first is not None, "run for more than a minute"
     events = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("chia_exporter_events_total{"))
     cpu_pct = 100 * (last[3] - first[3]) / (last[0] - first[0])
-    print(f"| minutes | scrapes (errors) | events | RSS after 1 min | RSS at end | growth | fds after 1 min | fds at end | CPU |")
+    print("| minutes | scrapes (errors) | events | RSS after 1 min | RSS at end | growth | fds after 1 min | fds at end | CPU |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     print(f"| {args.minutes:g} | {scrapes} ({errors}) | {events:.0f} | {first[1]:.1f} MB | {last[1]:.1f} MB | "
           f"{last[1] - first[1]:+.1f} MB | {first[2]} | {last[2]} | {cpu_pct:.2f} % of a core |")

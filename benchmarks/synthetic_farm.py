@@ -83,6 +83,21 @@ class SyntheticFarm:
             await svc.stop()
 
 
+def serve_in_process(raw: dict[str, dict[str, bytes]], ready, stop) -> None:
+    """A multiprocessing target: serve a synthetic farm until ``stop`` is set; its CHIA_ROOT goes
+    to ``ready``. Benchmarks keep the services' CPU out of the process they measure this way."""
+
+    async def main() -> None:
+        farm = SyntheticFarm(Path(tempfile.mkdtemp(prefix="bench-farm-")) / "root", raw)
+        await farm.start()
+        ready.put(str(farm.root.path))
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
+        await farm.stop()
+
+    asyncio.run(main())
+
+
 async def _serve(args: argparse.Namespace) -> None:
     raw = {"harvester": {"get_plots": plots_body(args.plots)},
            "farmer": {"get_harvesters_summary": harvesters_summary_body(args.harvesters)}}
