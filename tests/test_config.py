@@ -32,7 +32,9 @@ def test_discovery_from_chia_config(root):
     assert c.chia_config_file == root.path / "config" / "config.yaml"
     assert {n: (x.host, x.port) for n, x in c.collectors.items() if n != "crawler"} == {
         "full_node": ("127.0.0.1", 18555), "farmer": ("127.0.0.1", 18559), "harvester": ("127.0.0.1", 18560),
-        "wallet": ("127.0.0.1", 19256), "daemon": ("127.0.0.1", 55411)}
+        "wallet": ("127.0.0.1", 19256), "daemon": ("127.0.0.1", 55411),
+        "data_layer": ("127.0.0.1", 1)}  # config.yaml has a data_layer section: watched, shown once it answers
+    assert c.collectors["data_layer"].enabled
     assert c.collectors["farmer"].cert == root.path / "config/ssl/farmer/private_farmer.crt"
     assert c.collectors["daemon"].key == root.path / "config/ssl/daemon/private_daemon.key"
     assert c.ca_cert == root.path / "config/ssl/ca/private_ca.crt"
