@@ -48,10 +48,10 @@ class DemoFarm:
                     "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
         self.signage: subprocess.Popen | None = None
 
-    def chia(self, *args: str, quiet: bool = True) -> None:
-        log = (self.dir / "chia.log").open("a")
-        subprocess.run([str(self.venv / "bin" / "chia"), *args], env=self.env, check=True, stdin=subprocess.DEVNULL,
-                       stdout=log if quiet else None, stderr=subprocess.STDOUT if quiet else None, timeout=600)
+    def chia(self, *args: str, timeout: float = 120) -> None:
+        with (self.dir / "chia.log").open("a") as log:
+            subprocess.run([str(self.venv / "bin" / "chia"), *args], env=self.env, check=True, stdin=subprocess.DEVNULL,
+                           stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
 
     def install(self) -> None:
         chia = self.venv / "bin" / "chia"
@@ -64,15 +64,25 @@ class DemoFarm:
         subprocess.run([str(self.venv / "bin" / "pip"), "install", "-q", f"chia-blockchain=={CHIA_VERSION}"], check=True)
 
     def create(self) -> None:
-        if (self.root / "config" / "config.yaml").exists():
+        done = self.dir / "created"  # written last: a first run cut short starts over
+        if done.exists() and (self.root / "config" / "config.yaml").exists():
             return
         say("first run: creating a simulated chain, keys and 6 small plots (about 30 s)")
+        shutil.rmtree(self.dir / "root", ignore_errors=True)
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.farm_py("prepare", str(self.root), TEST_MNEMONIC, PREFARM_ADDRESS)
+        # create waits for the genesis block without a time limit of its own.
         self.chia("dev", "sim", "--root-path", str(self.dir / "root"), "-n", "main", "create", "--mnemonic", TEST_MNEMONIC,
-                  "--reward-address", PREFARM_ADDRESS, "--auto-farm", "false")
+                  "--reward-address", PREFARM_ADDRESS, "--auto-farm", "false", timeout=300)
         self.chia("stop", "simulator")
-        subprocess.run([str(self.venv / "bin" / "python"), str(Path(__file__).with_name("farm.py")), "configure",
-                        str(self.root)], env=self.env, check=True)
+        self.farm_py("configure", str(self.root))
+        done.touch()
+
+    def farm_py(self, *args: str) -> None:
+        with (self.dir / "chia.log").open("a") as log:
+            subprocess.run([str(self.venv / "bin" / "python"), str(Path(__file__).with_name("farm.py")), *args],
+                           env=self.env, check=True, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                           timeout=120)
 
     def config(self) -> dict:
         import yaml
@@ -202,8 +212,8 @@ def main(argv: list[str]) -> int:
         asyncio.run(run(farm, args.listen, args.prometheus_port, not args.no_prometheus))
     except KeyboardInterrupt:
         pass
-    except (subprocess.CalledProcessError, RuntimeError, OSError) as e:
-        say(f"failed: {e}")
+    except (subprocess.SubprocessError, RuntimeError, OSError) as e:
+        say(f"failed: {e} (the Chia side logs to {farm.dir / 'chia.log'})")
         return 1
     finally:
         say("stopping the demo farm")

@@ -1,6 +1,7 @@
 """The demo farm's side that needs Chia itself: run with the Chia virtualenv's Python.
 
-    python farm.py configure CHIA_ROOT      # after `chia dev sim create`: ports, peers, rewards
+    python farm.py prepare CHIA_ROOT MNEMONIC ADDRESS  # before `chia dev sim create`: config, free ports
+    python farm.py configure CHIA_ROOT      # after `chia dev sim create`: constants, rewards
     python farm.py signage CHIA_ROOT SECS   # feed the farmer signage points (no timelord here)
 
 The simulator makes blocks on request and never broadcasts signage points: only a timelord
@@ -27,35 +28,56 @@ DEMO_DIFFICULTY = 6_000_000
 DEMO_SUB_SLOT_ITERS = 134_217_728
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """Ports nothing listens on now, all different (each socket stays bound until all are chosen)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def prepare(root: Path, mnemonic: str, reward_address: str) -> None:
+    """Write the simulator's config before `chia dev sim create` runs, with a free port for every
+    service. Left alone, create shifts Chia's default ports by a random offset and starts the
+    daemon at once: that can land on a port a real node or another stack on this machine holds
+    (the daemon then never comes up), and farmer and harvester keep the defaults a real farm uses.
+    create keeps the ports of a config it finds."""
+    from chia.cmds.sim_funcs import create_chia_directory, generate_and_return_fingerprint
+    from chia.util.config import lock_and_load_config, save_config
+
+    fingerprint = generate_and_return_fingerprint(mnemonic)
+    create_chia_directory(root, fingerprint, reward_address, None, False, False)
+    with lock_and_load_config(root, "config.yaml") as c:
+        daemon, node, node_rpc, wallet_rpc, farmer, farmer_rpc, harvester_rpc, *others = free_ports(10)
+        c["daemon_port"] = c["ui"]["daemon_port"] = daemon
+        c["full_node"]["port"], c["full_node"]["rpc_port"] = node, node_rpc
+        c["network_overrides"]["config"][c["selected_network"]]["default_full_node_port"] = node
+        c["wallet"]["rpc_port"] = wallet_rpc
+        c["farmer"]["port"], c["farmer"]["rpc_port"] = farmer, farmer_rpc
+        c["harvester"]["rpc_port"] = harvester_rpc
+        for service, port in zip(("data_layer", "timelord", "crawler"), others):
+            if isinstance(c.get(service), dict) and "rpc_port" in c[service]:
+                c[service]["rpc_port"] = port
+        c["harvester"]["farmer_peers"] = c["full_node"]["farmer_peers"] = [{"host": "127.0.0.1", "port": farmer}]
+        for service in ("farmer", "timelord", "wallet"):
+            c[service]["full_node_peers"] = [{"host": "127.0.0.1", "port": node}]
+        save_config(root, "config.yaml", c)
 
 
 def configure(root: Path) -> None:
-    """Give every service a free port (so the demo runs beside a real node), point the farmer and
-    wallet at the simulator, and let simulator blocks pay the demo wallet."""
+    """After `chia dev sim create`: farmer, harvester and wallet get the simulator's constants, and
+    simulator blocks pay the demo wallet."""
+    from chia.util.bech32m import encode_puzzle_hash
     from chia.util.config import lock_and_load_config, save_config
     from chia.util.keychain import Keychain
     from chia.wallet.derive_keys import master_sk_to_wallet_sk_unhardened
     from chia.wallet.puzzles.p2_delegated_puzzle_or_hidden_puzzle import puzzle_hash_for_pk
-    from chia.util.bech32m import encode_puzzle_hash
 
     with lock_and_load_config(root, "config.yaml") as c:
-        node_port = c["full_node"]["port"]
-        farmer_port, farmer_rpc, harvester_rpc = free_port(), free_port(), free_port()
-        c["farmer"]["port"] = farmer_port
-        c["farmer"]["rpc_port"] = farmer_rpc
-        c["harvester"]["rpc_port"] = harvester_rpc
-        c["harvester"]["farmer_peers"] = [{"host": "127.0.0.1", "port": farmer_port}]
-        c["full_node"]["farmer_peers"] = [{"host": "127.0.0.1", "port": farmer_port}]
-        peer = [{"host": "127.0.0.1", "port": node_port}]
-        for service in ("farmer", "timelord", "wallet"):
-            c[service]["full_node_peers"] = peer
-        for service in ("data_layer", "timelord", "crawler"):
-            if isinstance(c.get(service), dict) and "rpc_port" in c[service]:
-                c[service]["rpc_port"] = free_port()
         # The simulator runs on Chia's test constants; farmer, harvester and wallet start from
         # mainnet's: give them the simulator's plot filter and difficulty factor.
         constants = c["network_overrides"]["constants"].setdefault(c["selected_network"], {})
@@ -129,7 +151,9 @@ async def _ignore_replies(ws) -> None:
 if __name__ == "__main__":
     command, root = sys.argv[1], Path(sys.argv[2])
     os.environ.setdefault("CHIA_ROOT", str(root))
-    if command == "configure":
+    if command == "prepare":
+        prepare(root, sys.argv[3], sys.argv[4])
+    elif command == "configure":
         configure(root)
     elif command == "signage":
         try:

@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,6 +86,12 @@ def test_demo_comes_up_moves_and_stops_clean(chia_venv):
     alive = [p for p in pids if _alive(p)]
     assert not alive, f"left running: {alive}"
     assert port_free(port) and port_free(prom_port)
+    # The farm's own ports were picked free (never Chia's defaults, which a real farm holds) and are free again.
+    c = yaml.safe_load((demo_dir / "root" / "main" / "config" / "config.yaml").read_text())
+    chia_ports = [c["daemon_port"], c["full_node"]["port"], c["farmer"]["port"],
+                  *(c[s]["rpc_port"] for s in ("full_node", "farmer", "harvester", "wallet"))]
+    assert not set(chia_ports) & {55400, 8444, 8447, 8555, 8559, 8560, 9256}, chia_ports
+    assert all(port_free(p) for p in chia_ports), chia_ports
     out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(demo_dir) not in out, "a process of the demo is still running"
 
