@@ -12,14 +12,23 @@ from typing import Any, Sequence
 from aiohttp import web
 
 from exporter import __version__
-from exporter.config import SERVICES, Config, ConfigError, load
+from exporter.config import SERVICES, Config, ConfigError, load, verify_tls
 
 log = logging.getLogger("exporter")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line on stderr and exit 2, like every configuration error,
+    not the whole usage text."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="chia-prometheus-exporter",
+        allow_abbrev=False,  # --web.listen is not --web.listen-address
         description="Prometheus exporter for Chia. With no options it reads $CHIA_ROOT/config/config.yaml "
                     "(default ~/.chia/mainnet). Precedence: flags > CHIA_EXPORTER_* env > --config file > "
                     "Chia's config.yaml > defaults.",
@@ -32,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where /metrics listens (default 0.0.0.0:9914)")
     p.add_argument("--web.config.file", dest="web.config_file", metavar="FILE",
                    help="TLS and basic auth for /metrics, in Prometheus exporter-toolkit's format")
-    p.add_argument("--log.level", dest="log_level", choices=["debug", "info", "warning", "error"])
+    # Checked with the other sources' log_level (warn is node_exporter's spelling of warning).
+    p.add_argument("--log.level", dest="log_level", metavar="{debug,info,warn,warning,error}",
+                   help="default info")
     p.add_argument("--transport", dest="transport", choices=["https", "daemon"],
                    help="https: call each service's RPC port (default); daemon: route every call through "
                         "the daemon's WebSocket, for hosts that expose only the daemon port")
@@ -81,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns, flags = parse_args(argv)
     try:
         config = load(flags)
+        verify_tls(config)  # every certificate and key loads as the RPC clients will load it
         web_config = None
         if config.web_config_file is not None:
             from exporter.server import load_web_config
@@ -102,10 +114,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def describe(config: Config) -> str:
     lines = [f"configuration OK (read: {', '.join(config.sources) or 'defaults only'})",
-             f"listen: {config.listen_address}", f"transport: {config.transport}"]
+             f"listen: {config.listen_address}", f"transport: {config.transport}", f"log level: {config.log_level}"]
     for c in config.collectors.values():
         state = "on " if c.enabled else "off"
-        lines.append(f"collector {c.name:<10} {state} {c.host}:{c.port} every {c.interval:g}s, timeout {c.timeout:g}s")
+        lines.append(f"collector {c.name:<10} {state} {c.host}:{c.port} every {c.interval:g}s, "
+                     f"timeout {c.timeout:g}s, stale after {c.stale_after:g}s")
     e = config.events
     lines.append(f"events {'on ' if e.enabled else 'off'} wss://{e.host}:{e.port}/ watchdog {e.watchdog:g}s")
     return "\n".join(lines)

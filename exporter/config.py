@@ -13,8 +13,10 @@ that the command line can print one line and exit 2 before anything starts.
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import ssl
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -24,6 +26,7 @@ import yaml
 DEFAULT_CHIA_ROOT = "~/.chia/mainnet"
 DEFAULT_LISTEN_ADDRESS = "0.0.0.0:9914"  # 9914 is Chia's entry in Prometheus's port allocations
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_LEVEL_ALIASES = {"warn": "warning"}  # node_exporter's spelling
 ENV_PREFIX = "CHIA_EXPORTER_"
 
 
@@ -48,6 +51,8 @@ class ServiceSpec:
     default_timeout: float = 10.0
     default_max_response_bytes: int = 16 * 2**20
     default_enabled: bool = True
+    # On by default only where config.yaml has this service's section (a host set up to run it).
+    when_configured: bool = False
 
 
 # The services the exporter knows, in the order they are rendered. The daemon has no HTTPS RPC:
@@ -57,20 +62,21 @@ SERVICES: dict[str, ServiceSpec] = {
     for s in (
         ServiceSpec("full_node", ("full_node",), "full_node", 8555),
         ServiceSpec("farmer", ("farmer",), "farmer", 8559),
-        # get_plots grows with plot count (~600 bytes a plot): a long interval, a large cap.
+        # get_plots grows with plot count (~600 bytes a plot): the collector fetches it far less
+        # often than it polls (see collectors/harvester.py), with a long timeout and a large cap.
         ServiceSpec(
             "harvester", ("harvester",), "harvester", 8560,
-            default_interval=300.0, default_timeout=60.0, default_max_response_bytes=512 * 2**20,
+            default_interval=60.0, default_timeout=60.0, default_max_response_bytes=512 * 2**20,
         ),
         ServiceSpec("wallet", ("wallet",), "wallet", 9256, default_interval=60.0),
         ServiceSpec(
             "daemon", (), "daemon", 55400, port_key="daemon_port", default_interval=60.0,
         ),
-        # On where config.yaml has a data_layer section; shown once it has answered.
-        ServiceSpec("data_layer", ("data_layer",), "data_layer", 8562),
-        # Only network operators run a crawler (seeder): off unless asked for.
+        # On where config.yaml has a data_layer section.
+        ServiceSpec("data_layer", ("data_layer",), "data_layer", 8562, when_configured=True),
+        # Likewise the crawler, under seeder.crawler in config.yaml.
         ServiceSpec("crawler", ("seeder", "crawler"), "crawler", 8561, default_interval=60.0,
-                    default_enabled=False),
+                    when_configured=True),
     )
 }
 
@@ -87,6 +93,9 @@ class CollectorConfig:
     cert: Path  # client certificate (Chia's private_<service>.crt)
     key: Path
     max_response_bytes: int
+    # Enabled by the user (flag, env or YAML), not by default: the service is expected here, so a
+    # refused connection is a failure from the start, never "not installed on this host".
+    required: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,9 @@ class Config:
     chia_config_file: Path | None  # the config.yaml that was read, if any
     sources: tuple[str, ...] = field(default=())  # files read, for --check-config
     full_node_database: Path | None = None  # the node's SQLite file, as config.yaml names it
+    # Where each certificate and key setting came from ("collectors.farmer.cert" -> source), so
+    # that verify_tls can name it.
+    origins: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def listen_host_port(self) -> tuple[str, int]:
@@ -130,21 +142,42 @@ def split_address(address: str, key: str, source: str = "config") -> tuple[str, 
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_TERM = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")  # "ms" before "m": 30ms is not 30m + s
+_UNITS = {"y": 365 * 86400, "w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0.001}
+_UNIT_ORDER = tuple(_UNITS)  # largest first, as Prometheus writes them: 1h30m, not 30m1h
+
+
+def _duration_seconds(text: str) -> float | None:
+    if _NUMBER.fullmatch(text):
+        return float(text)
+    seconds, pos, last = 0.0, 0, -1
+    while pos < len(text):
+        m = _TERM.match(text, pos)
+        if m is None:
+            return None
+        rank = _UNIT_ORDER.index(m.group(2))
+        if rank <= last:  # each unit once, largest first
+            return None
+        seconds += float(m.group(1)) * _UNITS[m.group(2)]
+        pos, last = m.end(), rank
+    return seconds if text else None
 
 
 def parse_duration(value: Any, source: str, key: str) -> float:
-    """``30s``, ``5m``, ``1.5h``, ``250ms`` or a bare number of seconds."""
+    """``30s``, ``5m``, ``1.5h``, ``250ms``, compound ``1m30s`` or ``1h30m`` (Prometheus style,
+    units ``ms s m h d w y`` largest first), or a bare number of seconds."""
+    example = "expected a duration such as 30s, 5m or 1m30s"
     if isinstance(value, bool):
-        raise ConfigError(source, key, f"expected a duration such as 30s or 5m, got {value!r}")
+        raise ConfigError(source, key, f"{example}, got {value!r}")
     if isinstance(value, (int, float)):
-        seconds = float(value)
+        seconds: float | None = float(value)
     else:
-        m = _DURATION.match(str(value).strip())
-        if not m:
-            raise ConfigError(source, key, f"expected a duration such as 30s or 5m, got {value!r}")
-        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+        seconds = _duration_seconds(str(value).strip())
+        if seconds is None:
+            raise ConfigError(source, key, f"{example}, got {value!r}")
+    if not math.isfinite(seconds):
+        raise ConfigError(source, key, f"{example}, got {value!r}")
     if seconds <= 0:
         raise ConfigError(source, key, f"must be greater than zero, got {value!r}")
     return seconds
@@ -224,6 +257,14 @@ def layer_from_file(path: Path) -> Layer:
             raise ConfigError(source, key, "expected a mapping")
         return value
 
+    def relative_to_file(key: str, value: Any) -> Any:
+        # A relative path in this file is relative to the file's folder, as Prometheus and the
+        # web config file do, not to wherever the exporter happens to be started.
+        if key in ("chia_root", "web.config_file") or key.endswith((".cert", ".key")):
+            if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+                return str(path.absolute().parent / value)
+        return value
+
     for top, value in data.items():
         if top not in TOP_KEYS:
             raise ConfigError(source, str(top), f"unknown key (known: {', '.join(TOP_KEYS)})")
@@ -231,7 +272,7 @@ def layer_from_file(path: Path) -> Layer:
             for k, v in mapping(value, "web").items():
                 if k not in WEB_KEYS:
                     raise ConfigError(source, f"web.{k}", f"unknown key (known: {', '.join(WEB_KEYS)})")
-                layer[f"web.{k}"] = Setting(v, source)
+                layer[f"web.{k}"] = Setting(relative_to_file(f"web.{k}", v), source)
         elif top == "collectors":
             for name, body in mapping(value, "collectors").items():
                 if name not in SERVICES:
@@ -244,14 +285,14 @@ def layer_from_file(path: Path) -> Layer:
                     if k not in COLLECTOR_KEYS:
                         raise ConfigError(source, f"collectors.{name}.{k}",
                                           f"unknown key (known: {', '.join(COLLECTOR_KEYS)})")
-                    layer[f"collectors.{name}.{k}"] = Setting(v, source)
+                    layer[f"collectors.{name}.{k}"] = Setting(relative_to_file(f"collectors.{name}.{k}", v), source)
         elif top == "events":
             for k, v in mapping(value, "events").items():
                 if k not in EVENTS_KEYS:
                     raise ConfigError(source, f"events.{k}", f"unknown key (known: {', '.join(EVENTS_KEYS)})")
                 layer[f"events.{k}"] = Setting(v, source)
         else:
-            layer[top] = Setting(value, source)
+            layer[top] = Setting(relative_to_file(top, value), source)
     return layer
 
 
@@ -301,11 +342,52 @@ def read_chia_config(chia_root: Path) -> tuple[dict, Path | None]:
     return data, path
 
 
-def _section(chia: dict, path: tuple[str, ...]) -> dict:
-    node: Any = chia
-    for part in path:
-        node = node.get(part) if isinstance(node, dict) else None
-    return node if isinstance(node, dict) else {}
+class ChiaConfig:
+    """Typed reads from Chia's config.yaml.
+
+    A key or section that is absent (or empty) is fine: defaults apply. One that is present with
+    the wrong type (``self_hostname: [x]``, ``rpc_port: "8555"``, ``ssl.private_crt: 123``) is a
+    ConfigError naming config.yaml and the key, never silently replaced by a default.
+    """
+
+    def __init__(self, data: dict, path: Path | None) -> None:
+        self.data, self.path = data, path
+        self.source = str(path) if path else "config.yaml"
+
+    def section(self, where: tuple[str, ...]) -> dict | None:
+        """The mapping at ``where``; None when it (or a parent) is absent or empty (``seeder:``)."""
+        node: Any = self.data
+        for depth, part in enumerate(where):
+            node = node.get(part)
+            if node is None:
+                return None
+            if not isinstance(node, dict):
+                raise ConfigError(self.source, ".".join(where[:depth + 1]), f"expected a mapping, got {_brief(node)}")
+        return node
+
+    def value(self, where: tuple[str, ...], key: str, kind: str) -> Any:
+        """``kind``: "port" (an integer 1-65535), "path" or "string" (non-empty strings)."""
+        section = self.section(where) if where else self.data
+        if section is None or section.get(key) is None:
+            return None
+        value = section[key]
+        dotted = ".".join((*where, key))
+        if kind == "port":
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+                raise ConfigError(self.source, dotted,
+                                  f"expected a port number (an integer 1-65535), got {_brief(value)}")
+        elif not isinstance(value, str) or not value.strip():
+            what = "a path" if kind == "path" else "a non-empty string"
+            raise ConfigError(self.source, dotted, f"expected {what}, got {_brief(value)}")
+        return value
+
+    def origin(self, where: tuple[str, ...], key: str) -> str:
+        return f"{self.source} ({'.'.join((*where, key))})"
+
+
+def _brief(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def chia_path(chia_root: Path, value: str) -> Path:
@@ -314,39 +396,37 @@ def chia_path(chia_root: Path, value: str) -> Path:
     return p if p.is_absolute() else chia_root / p
 
 
-def full_node_database(chia_root: Path, chia: dict) -> Path | None:
+def full_node_database(chia_root: Path, chia: ChiaConfig) -> Path | None:
     """The node's database file, as Chia resolves ``database_path`` (CHALLENGE = network)."""
-    section = _section(chia, ("full_node",))
-    db = section.get("database_path")
-    if not isinstance(db, str):
+    db = chia.value(("full_node",), "database_path", "path")
+    if db is None:
         return None
-    network = section.get("selected_network") or chia.get("selected_network") or "mainnet"
-    return chia_path(chia_root, db.replace("CHALLENGE", str(network)))
+    network = (chia.value(("full_node",), "selected_network", "string")
+               or chia.value((), "selected_network", "string") or "mainnet")
+    return chia_path(chia_root, db.replace("CHALLENGE", network))
 
 
-def chia_defaults(chia_root: Path, chia: dict, chia_file: str) -> Layer:
-    """Hosts, ports and certificate paths discovered from config.yaml."""
+def chia_defaults(chia_root: Path, chia: ChiaConfig) -> Layer:
+    """Hosts, ports and certificate paths discovered from config.yaml (types checked)."""
     layer: Layer = {}
-    host = chia.get("self_hostname")
+    host = chia.value((), "self_hostname", "string")
     for name, spec in SERVICES.items():
-        section = _section(chia, spec.section)
-        where = ".".join(spec.section) if spec.section else ""
-        port = section.get(spec.port_key) if spec.section else chia.get(spec.port_key)
+        port = chia.value(spec.section, spec.port_key, "port")
         if port is not None:
-            layer[f"collectors.{name}.port"] = Setting(port, f"{chia_file} ({where + '.' if where else ''}{spec.port_key})")
-        if isinstance(host, str):
-            layer[f"collectors.{name}.host"] = Setting(host, f"{chia_file} (self_hostname)")
-        ssl = chia.get("daemon_ssl") if name == "daemon" else section.get("ssl")
-        if isinstance(ssl, dict):
-            for ours, theirs in (("cert", "private_crt"), ("key", "private_key")):
-                if isinstance(ssl.get(theirs), str):
-                    key_name = "daemon_ssl" if name == "daemon" else f"{where}.ssl"
-                    layer[f"collectors.{name}.{ours}"] = Setting(
-                        str(chia_path(chia_root, ssl[theirs])), f"{chia_file} ({key_name}.{theirs})")
-    if "daemon_port" in chia:
-        layer["events.port"] = Setting(chia["daemon_port"], f"{chia_file} (daemon_port)")
-    if isinstance(host, str):
-        layer["events.host"] = Setting(host, f"{chia_file} (self_hostname)")
+            layer[f"collectors.{name}.port"] = Setting(port, chia.origin(spec.section, spec.port_key))
+        if host is not None:
+            layer[f"collectors.{name}.host"] = Setting(host, chia.origin((), "self_hostname"))
+        ssl_where = ("daemon_ssl",) if name == "daemon" else (*spec.section, "ssl")
+        for ours, theirs in (("cert", "private_crt"), ("key", "private_key")):
+            value = chia.value(ssl_where, theirs, "path")
+            if value is not None:
+                layer[f"collectors.{name}.{ours}"] = Setting(str(chia_path(chia_root, value)),
+                                                             chia.origin(ssl_where, theirs))
+    daemon_port = chia.value((), "daemon_port", "port")
+    if daemon_port is not None:
+        layer["events.port"] = Setting(daemon_port, chia.origin((), "daemon_port"))
+    if host is not None:
+        layer["events.host"] = Setting(host, chia.origin((), "self_hostname"))
     return layer
 
 
@@ -373,8 +453,9 @@ def load(
         root_setting = Setting(environ["CHIA_ROOT"], "environment variable CHIA_ROOT")
     root_value = root_setting.value if root_setting else DEFAULT_CHIA_ROOT
     chia_root = Path(os.path.expandvars(str(root_value))).expanduser()
-    chia, chia_file = read_chia_config(chia_root)
-    discovered = chia_defaults(chia_root, chia, str(chia_file)) if chia_file else {}
+    data, chia_file = read_chia_config(chia_root)
+    chia = ChiaConfig(data, chia_file)
+    discovered = chia_defaults(chia_root, chia) if chia_file else {}
 
     layers = [discovered, file_layer, env, flag_layer]
 
@@ -384,13 +465,13 @@ def load(
                 return layer[key]
         return Setting(default, "default")
 
-    ca_crt = _section(chia, ("private_ssl_ca",)).get("crt", "config/ssl/ca/private_ca.crt")
+    ca_crt = chia.value(("private_ssl_ca",), "crt", "path") or "config/ssl/ca/private_ca.crt"
     ca_cert = chia_path(chia_root, ca_crt)
 
     collectors: dict[str, CollectorConfig] = {}
     for name, spec in SERVICES.items():
-        if name == "data_layer" and chia_file is not None and not _section(chia, spec.section):
-            spec = replace(spec, default_enabled=False)  # no DataLayer configured on this host
+        if spec.when_configured and chia_file is not None and chia.section(spec.section) is None:
+            spec = replace(spec, default_enabled=False)  # this host is not set up to run it
         collectors[name] = _collector(name, spec, chia_root, get)
 
     enabled_any = any(c.enabled for c in collectors.values())
@@ -421,9 +502,11 @@ def load(
                           "daemon transport goes over the events WebSocket: events must stay enabled")
 
     level = get("log_level", "info")
-    log_level = parse_str(level.value, level.source, "log_level").lower()
+    log_level = parse_str(level.value, level.source, "log_level").strip().lower()
+    log_level = LOG_LEVEL_ALIASES.get(log_level, log_level)
     if log_level not in LOG_LEVELS:
-        raise ConfigError(level.source, "log_level", f"expected one of {', '.join(LOG_LEVELS)}, got {level.value!r}")
+        raise ConfigError(level.source, "log_level",
+                          f"expected one of debug, info, warn, warning, error, got {level.value!r}")
     listen = get("web.listen_address", DEFAULT_LISTEN_ADDRESS)
     listen_address = parse_str(listen.value, listen.source, "web.listen_address")
     split_address(listen_address, "web.listen_address", listen.source)
@@ -440,14 +523,22 @@ def load(
                               "no Chia configuration here: set --chia-root or CHIA_ROOT "
                               "to the folder of a Chia installation")
         _check_readable(ca_cert, ca_source(chia_file), "private_ssl_ca.crt")
+    origins = {"private_ssl_ca.crt": ca_source(chia_file)}
+    for name in collectors:
+        for part in ("cert", "key"):
+            origins[f"collectors.{name}.{part}"] = get(f"collectors.{name}.{part}", "").source
     for name, c in collectors.items():
         # Through the daemon, only the daemon's certificate is used.
         if c.enabled and (transport == "https" or name == "daemon"):
-            _check_readable(c.cert, get(f"collectors.{name}.cert", "").source, f"collectors.{name}.cert")
-            _check_readable(c.key, get(f"collectors.{name}.key", "").source, f"collectors.{name}.key")
+            hint = ""
+            if get(f"collectors.{name}.enabled", None).source == "default":
+                hint = f" (or turn the collector off: --no-collector.{name})"
+            for part in ("cert", "key"):
+                _check_readable(getattr(c, part), origins[f"collectors.{name}.{part}"],
+                                f"collectors.{name}.{part}", hint)
     if events.enabled and not collectors["daemon"].enabled:
-        _check_readable(events.cert, get("collectors.daemon.cert", "").source, "collectors.daemon.cert")
-        _check_readable(events.key, get("collectors.daemon.key", "").source, "collectors.daemon.key")
+        _check_readable(events.cert, origins["collectors.daemon.cert"], "collectors.daemon.cert")
+        _check_readable(events.key, origins["collectors.daemon.key"], "collectors.daemon.key")
 
     sources = tuple(s for s in (str(chia_file) if chia_file else None,
                                 str(config_file.value) if config_file else None) if s)
@@ -457,7 +548,96 @@ def load(
         collectors=collectors, events=events,
         chia_config_file=chia_file, sources=sources,
         full_node_database=full_node_database(chia_root, chia) if chia_file else None,
+        origins=origins,
     )
+
+
+def tls_pairs(config: Config) -> list[tuple[str, CollectorConfig | EventsConfig]]:
+    """The (dotted prefix, settings) whose certificate and key the running exporter will load."""
+    pairs: list[tuple[str, CollectorConfig | EventsConfig]] = []
+    for name, c in config.collectors.items():
+        if c.enabled and (config.transport == "https" or name == "daemon"):
+            pairs.append((f"collectors.{name}", c))
+    if config.events.enabled and not config.collectors["daemon"].enabled:
+        pairs.append(("collectors.daemon", config.events))  # the events client uses the daemon's pair
+    return pairs
+
+
+def verify_tls(config: Config) -> None:
+    """Build every TLS context the exporter will use, as its RPC clients will
+    (``exporter.rpc.tls_context``), so that a garbage, encrypted or mismatched certificate or key
+    is a one-line ConfigError at start (and with --check-config) naming the file and the setting
+    it came from. Only paths and OpenSSL's reason are ever shown, never a file's content."""
+    from exporter.rpc import tls_context
+
+    origins = config.origins
+    ca_origin = origins.get("private_ssl_ca.crt", "default")
+    checked_ca = False
+    seen: set[tuple[Path, Path]] = set()
+    for prefix, c in tls_pairs(config):
+        if (c.cert, c.key) in seen:
+            continue
+        seen.add((c.cert, c.key))
+        if not checked_ca:
+            check_ca_file(config.ca_cert, ca_origin, "private_ssl_ca.crt")
+            checked_ca = True
+        cert_key, key_key = f"{prefix}.cert", f"{prefix}.key"
+        check_cert_and_key(c.cert, origins.get(cert_key, "default"), cert_key,
+                           c.key, origins.get(key_key, "default"), key_key)
+        try:
+            tls_context(config.ca_cert, c.cert, c.key)
+        except (ssl.SSLError, OSError) as e:
+            raise ConfigError(origins.get(cert_key, "default"), cert_key,
+                              f"cannot build the TLS context from {c.cert} and {c.key}: {_ssl_reason(e)}") from None
+
+
+class _EncryptedKey(Exception):
+    pass
+
+
+def _no_password() -> bytes:
+    raise _EncryptedKey  # never let OpenSSL prompt on the terminal for a passphrase
+
+
+def _ssl_reason(e: BaseException) -> str:
+    if isinstance(e, OSError) and not isinstance(e, ssl.SSLError):
+        return e.strerror or str(e)
+    reason = getattr(e, "reason", None)
+    return {"NO_CERTIFICATE_OR_CRL_FOUND": "no PEM certificate in it",
+            "KEY_VALUES_MISMATCH": "the key does not match the certificate",
+            None: "not in PEM format"}.get(reason, str(reason).replace("_", " ").lower())
+
+
+def check_ca_file(ca: Path, source: str, key: str) -> None:
+    """A file of trusted certificates (PEM) that OpenSSL can load."""
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=str(ca))
+    except (ssl.SSLError, OSError) as e:
+        raise ConfigError(source, key, f"cannot load the CA certificate {ca}: {_ssl_reason(e)}") from None
+
+
+def check_cert_and_key(cert: Path, cert_source: str, cert_key: str,
+                       key: Path, key_source: str, key_key: str) -> None:
+    """Load a certificate and its private key, blaming the right one of the two when it fails."""
+    try:  # the certificate alone first: load_cert_chain does not say which file it could not read
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=str(cert))
+    except (ssl.SSLError, OSError) as e:
+        raise ConfigError(cert_source, cert_key, f"cannot load the certificate {cert}: {_ssl_reason(e)}") from None
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(str(cert), str(key), password=_no_password)
+    except _EncryptedKey:
+        raise ConfigError(key_source, key_key,
+                          f"the private key {key} is encrypted with a passphrase, which is not supported") from None
+    except ssl.SSLError as e:
+        if getattr(e, "reason", None) == "KEY_VALUES_MISMATCH":
+            raise ConfigError(key_source, key_key,
+                              f"the private key {key} does not match the certificate {cert}") from None
+        if getattr(e, "reason", None) in (None, "PEM_LIB") or "PEM" in str(e):
+            raise ConfigError(key_source, key_key,
+                              f"cannot load the private key {key}: not a PEM private key") from None
+        raise ConfigError(cert_source, cert_key, f"cannot load {cert} with {key}: {_ssl_reason(e)}") from None
+    except OSError as e:
+        raise ConfigError(key_source, key_key, f"cannot read {key}: {_ssl_reason(e)}") from None
 
 
 def ca_source(chia_file: Path | None) -> str:
@@ -470,7 +650,8 @@ def _collector(name: str, spec: ServiceSpec, chia_root: Path, get) -> CollectorC
         return s.value, s.source
 
     k = f"collectors.{name}"
-    enabled = parse_bool(*val("enabled", spec.default_enabled), f"{k}.enabled")
+    enabled_value, enabled_source = val("enabled", spec.default_enabled)
+    enabled = parse_bool(enabled_value, enabled_source, f"{k}.enabled")
     host = parse_str(*val("host", "localhost"), f"{k}.host")
     port = parse_int(*val("port", spec.default_port), f"{k}.port", 1, 65535)
     interval = parse_duration(*val("interval", spec.default_interval), f"{k}.interval")
@@ -488,7 +669,14 @@ def _collector(name: str, spec: ServiceSpec, chia_root: Path, get) -> CollectorC
         timeout_source = get(f"{k}.timeout", None).source
         raise ConfigError(timeout_source, f"{k}.timeout",
                           f"{timeout:g}s is longer than the interval {interval:g}s")
-    return CollectorConfig(name, enabled, host, port, interval, timeout, stale_after, cert, key, max_bytes)
+    # Successes are up to interval + timeout apart (a quick poll, then a slow one): anything shorter
+    # would drop the collector's data out of /metrics between two good polls.
+    if stale_after < interval + timeout:
+        raise ConfigError(stale_source, f"{k}.stale_after",
+                          f"{stale_after:g}s is shorter than the interval plus the timeout "
+                          f"({interval:g}s + {timeout:g}s): the data would leave /metrics between polls")
+    return CollectorConfig(name, enabled, host, port, interval, timeout, stale_after, cert, key, max_bytes,
+                           required=enabled and enabled_source != "default")
 
 
 def _choice(setting: Setting, key: str, choices: tuple[str, ...]) -> str:
@@ -501,12 +689,12 @@ def _choice(setting: Setting, key: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def _check_readable(path: Path, source: str, key: str) -> None:
+def _check_readable(path: Path, source: str, key: str, hint: str = "") -> None:
     try:
         with open(path, "rb"):
             pass
     except OSError as e:
-        raise ConfigError(source, key, f"cannot read {path}: {e.strerror or e}") from None
+        raise ConfigError(source, key, f"cannot read {path}: {e.strerror or e}{hint}") from None
 
 
 def _pick(key: str, *layers: Layer) -> Setting | None:

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,12 +30,12 @@ def command(kind: str) -> list[str]:
     return [sys.executable, "-m", "exporter"]
 
 
-async def start(farm, kind: str) -> tuple[asyncio.subprocess.Process, str]:
+async def start(farm, kind: str, *flags: str) -> tuple[asyncio.subprocess.Process, str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHIA")}
     env["CHIA_ROOT"] = str(farm.root.path)
-    proc = await asyncio.create_subprocess_exec(*command(kind), "--web.listen-address", f"127.0.0.1:{port}", env=env,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    proc = await asyncio.create_subprocess_exec(*command(kind), "--web.listen-address", f"127.0.0.1:{port}", *flags,
+                                                env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as http:
         for _ in range(100):
@@ -82,16 +83,24 @@ async def test_serves_and_stops_cleanly(fake_farm_factory, kind, sig):
     assert "shutting down" in log and "Traceback" not in log
 
 
-async def test_healthz_tells_which_collector_fails(fake_farm_factory):
+@pytest.mark.parametrize("flags,state", [(("--collector.full_node",), "failing"), ((), "absent")],
+                         ids=["enabled-by-the-user", "on-by-default"])
+async def test_healthz_tells_which_collector_fails(fake_farm_factory, flags, state):
+    """A full node the user asked for is failing when its port refuses; one that is only on by
+    default and has never answered is "absent" (not installed on this host) and not judged."""
     farm = await fake_farm_factory("full-node-down")
-    proc, url = await start(farm, "python -m exporter")
+    proc, url = await start(farm, "python -m exporter", *flags)
     try:
         async with aiohttp.ClientSession() as http:
             async with http.get(url + "/healthz") as resp:
                 health = json.loads(await resp.text())
-        assert health["collectors"]["full_node"]["state"] == "failing"
+                assert resp.status == 200
+            async with http.get(url + "/metrics") as resp:
+                text = await resp.text()
+        assert health["collectors"]["full_node"]["state"] == state
         assert "refused" in health["collectors"]["full_node"]["last_error"]
         assert health["collectors"]["farmer"]["state"] == "ok"
+        assert ('chia_exporter_collector_success{collector="full_node"} 0.0' in text) == (state == "failing")
     finally:
         proc.send_signal(signal.SIGTERM)
         await proc.wait()
@@ -110,3 +119,33 @@ async def test_listen_address_in_use_is_a_clear_error(fake_farm_factory):
         out, _ = await asyncio.wait_for(proc.communicate(), 10)
     assert proc.returncode == 1
     assert "cannot listen on" in out.decode() and "Traceback" not in out.decode()
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHIA")}
+    return subprocess.run([sys.executable, "-m", "exporter", *args], capture_output=True, text=True, env=env, timeout=30)
+
+
+@pytest.mark.parametrize("args,says", [
+    (["--log.level", "loud"], "--log.level: log_level: expected one of debug, info, warn, warning, error"),
+    (["--bogus"], "error: unrecognized arguments: --bogus"),
+    (["--transport", "pigeon"], "argument --transport: invalid choice"),
+    (["--web.listen", "127.0.0.1:1"], "unrecognized arguments: --web.listen"),  # no abbreviations
+    (["--collector.farmer.port"], "argument --collector.farmer.port: expected one argument"),
+    (["--collector.farmer.interval", "30s1m"], "collectors.farmer.interval: expected a duration"),
+])
+def test_flag_errors_are_one_line_and_exit_2(chia_root, args, says):
+    chia_root.write_config({})
+    proc = run("--chia-root", str(chia_root.path), *args)
+    assert proc.returncode == 2 and proc.stdout == ""
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("chia-prometheus-exporter: ") and says in line and "usage:" not in line
+
+
+def test_node_exporter_spellings(chia_root):
+    chia_root.write_config({})
+    proc = run("--chia-root", str(chia_root.path), "--log.level", "warn", "--collector.farmer.interval", "1m30s",
+               "--events.watchdog", "1h30m", "--check-config")
+    assert proc.returncode == 0, proc.stderr
+    assert "log level: warning" in proc.stdout
+    assert "collector farmer     on  127.0.0.1:1 every 90s" in proc.stdout and "watchdog 5400s" in proc.stdout

@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from exporter.config import ConfigError, load
+from exporter.config import ConfigError, load, verify_tls
 
 CASES = Path(__file__).parent / "config_cases"
 
@@ -27,23 +28,87 @@ def cfg(root, environ=None, **flags):
     return load({"chia_root": str(root.path), **flags}, environ=environ or {})
 
 
+SEEDER = {"crawler_db_path": "crawler.db",  # as in Chia's initial-config.yaml: crawler inside seeder
+          "crawler": {"start_rpc_server": True, "rpc_port": 18561, "prune_peer_days": 90,
+                      "ssl": {"private_crt": "config/ssl/crawler/private_crawler.crt",
+                              "private_key": "config/ssl/crawler/private_crawler.key"}}}
+
+
 def test_discovery_from_chia_config(root):
+    root.write_config({"full_node": 18555, "farmer": 18559, "harvester": 18560, "wallet": 19256, "daemon": 55411},
+                      seeder=SEEDER)
     c = cfg(root)
     assert c.chia_config_file == root.path / "config" / "config.yaml"
-    assert {n: (x.host, x.port) for n, x in c.collectors.items() if n != "crawler"} == {
+    assert {n: (x.host, x.port) for n, x in c.collectors.items()} == {
         "full_node": ("127.0.0.1", 18555), "farmer": ("127.0.0.1", 18559), "harvester": ("127.0.0.1", 18560),
         "wallet": ("127.0.0.1", 19256), "daemon": ("127.0.0.1", 55411),
-        "data_layer": ("127.0.0.1", 1)}  # config.yaml has a data_layer section: watched, shown once it answers
-    assert c.collectors["data_layer"].enabled
+        # config.yaml has data_layer and seeder.crawler sections: watched, shown once they answer
+        "data_layer": ("127.0.0.1", 1), "crawler": ("127.0.0.1", 18561)}
+    assert c.collectors["data_layer"].enabled and c.collectors["crawler"].enabled
+    assert c.collectors["crawler"].cert == root.path / "config/ssl/crawler/private_crawler.crt"
+    assert c.collectors["crawler"].interval == 60
     assert c.collectors["farmer"].cert == root.path / "config/ssl/farmer/private_farmer.crt"
     assert c.collectors["daemon"].key == root.path / "config/ssl/daemon/private_daemon.key"
     assert c.ca_cert == root.path / "config/ssl/ca/private_ca.crt"
     assert c.full_node_database == root.path / "db/blockchain_v2_mainnet.sqlite"  # CHALLENGE -> network
     assert (c.events.host, c.events.port) == ("127.0.0.1", 55411)
-    assert c.collectors["harvester"].interval == 300 and c.collectors["full_node"].interval == 30
+    assert c.collectors["harvester"].interval == 60 and c.collectors["full_node"].interval == 30
     assert c.collectors["full_node"].stale_after == 90
-    assert not c.collectors["crawler"].enabled
     assert c.listen_address == "0.0.0.0:9914" and c.transport == "https"
+
+
+def test_crawler_off_without_a_crawler_section(root):
+    assert not cfg(root).collectors["crawler"].enabled  # root's config.yaml has no seeder section
+    root.write_config({}, seeder={"crawler_db_path": "crawler.db"})  # a seeder without its crawler
+    assert not cfg(root).collectors["crawler"].enabled
+    assert cfg(root, **{"collectors.crawler.enabled": True}).collectors["crawler"].port == 8561
+
+
+def test_absent_sections_fall_back_to_defaults(root):
+    (root.path / "config" / "config.yaml").write_text("self_hostname: 127.0.0.1\nfull_node:\ndata_layer: {}\n")
+    c = cfg(root)
+    assert (c.collectors["full_node"].port, c.collectors["farmer"].port, c.events.port) == (8555, 8559, 55400)
+    assert c.collectors["farmer"].cert == root.path / "config/ssl/farmer/private_farmer.crt"
+    assert c.collectors["data_layer"].enabled and not c.collectors["crawler"].enabled
+    assert c.full_node_database is None
+
+
+def set_in_chia_config(root, dotted: str, value) -> Path:
+    path = root.path / "config" / "config.yaml"
+    data = yaml.safe_load(path.read_text())
+    *parents, last = dotted.split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+CHIA_CONFIG_TYPES = [
+    ("self_hostname", ["x"]), ("self_hostname", ""), ("full_node.ssl.private_crt", 123),
+    ("farmer.ssl.private_key", ["a"]), ("farmer.rpc_port", "8559"), ("wallet.rpc_port", "abc"),
+    ("harvester.rpc_port", 70000), ("daemon_port", True), ("daemon_ssl.private_crt", 5), ("daemon_ssl", ["x"]),
+    ("full_node", 5), ("seeder.crawler", "x"), ("seeder.crawler.rpc_port", 8561.5), ("private_ssl_ca.crt", 5),
+    ("full_node.database_path", 5), ("data_layer.ssl", "config/ssl"),
+]
+
+
+@pytest.mark.parametrize("dotted,value", CHIA_CONFIG_TYPES)
+def test_wrong_types_in_chia_config_are_errors(root, dotted, value):
+    path = set_in_chia_config(root, dotted, value)
+    with pytest.raises(ConfigError) as err:
+        cfg(root)
+    assert (err.value.source, err.value.key) == (str(path), dotted)
+
+
+def test_wrong_type_in_chia_config_exits_2_with_one_line(root):
+    path = set_in_chia_config(root, "full_node.ssl.private_crt", 123)
+    proc = run_cli("--chia-root", str(root.path), "--check-config")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [
+        f"chia-prometheus-exporter: configuration error: {path}: full_node.ssl.private_crt: "
+        "expected a path, got 123"]
 
 
 def test_chia_root_from_the_environment(root):
@@ -79,6 +144,46 @@ def test_durations_and_timeout_follow_a_short_interval(root):
     assert cfg(root, **{"collectors.farmer.interval": "1.5h"}).collectors["farmer"].interval == 5400
 
 
+@pytest.mark.parametrize("text,seconds", [("1m30s", 90), ("1h30m", 5400), ("2m500ms", 120.5), ("1d", 86400),
+                                          ("1h0m5s", 3605), ("90", 90), ("1.5m", 90)])
+def test_compound_durations(root, text, seconds):
+    c = cfg(root, **{"collectors.wallet.interval": text, "events.watchdog": text})
+    assert c.collectors["wallet"].interval == seconds and c.events.watchdog == seconds
+    env = cfg(root, environ={"CHIA_EXPORTER_COLLECTORS_WALLET_STALE_AFTER": f"{text}"},
+              **{"collectors.wallet.interval": "1s"})
+    assert env.collectors["wallet"].stale_after == seconds
+
+
+@pytest.mark.parametrize("text", ["30s1m", "1m1m", "1m30", "m", "5 m", "1h-5m", "ms", ".5s", "inf"])
+def test_malformed_durations(root, text):
+    with pytest.raises(ConfigError) as err:
+        cfg(root, **{"collectors.farmer.interval": text})
+    assert err.value.key == "collectors.farmer.interval" and err.value.source == "flag --collector.farmer.interval"
+
+
+def test_stale_after_must_outlast_an_interval_and_a_timeout(root, tmp_path):
+    c = cfg(root, **{"collectors.farmer.interval": "30s", "collectors.farmer.timeout": "10s",
+                     "collectors.farmer.stale_after": "40s"})
+    assert c.collectors["farmer"].stale_after == 40
+    for stale in ("20s", "30s", "39s"):
+        yml = tmp_path / "exporter.yml"
+        yml.write_text(f"collectors:\n  farmer:\n    interval: 30s\n    timeout: 10s\n    stale_after: {stale}\n")
+        with pytest.raises(ConfigError) as err:
+            cfg(root, config=str(yml))
+        assert (err.value.source, err.value.key) == (str(yml), "collectors.farmer.stale_after")
+        assert "interval plus the timeout" in err.value.message
+
+
+@pytest.mark.parametrize("where", ["yaml", "env", "flag"])
+def test_log_level_warn_is_warning(root, tmp_path, where):
+    yml = tmp_path / "exporter.yml"
+    yml.write_text("log_level: warn\n")
+    c = {"yaml": lambda: cfg(root, config=str(yml)),
+         "env": lambda: cfg(root, environ={"CHIA_EXPORTER_LOG_LEVEL": "WARN"}),
+         "flag": lambda: cfg(root, log_level="warn")}[where]()
+    assert c.log_level == "warning"
+
+
 BAD_FILES = [
     ("unknown_top_key.yml", "colectors"), ("unknown_collector.yml", "collectors.plotter"),
     ("unknown_collector_key.yml", "collectors.farmer.intervall"), ("port_not_a_number.yml", "collectors.farmer.port"),
@@ -87,6 +192,9 @@ BAD_FILES = [
     ("missing_cert.yml", "collectors.farmer.cert"), ("not_yaml.yml", ""), ("bad_listen_address.yml", "web.listen_address"),
     ("not_a_mapping.yml", ""), ("bad_log_level.yml", "log_level"), ("bad_watchdog.yml", "events.watchdog"),
     ("bad_transport.yml", "transport"), ("port_out_of_range.yml", "collectors.farmer.port"),
+    ("stale_after_too_short.yml", "collectors.farmer.stale_after"), ("bad_duration_order.yml", "collectors.farmer.interval"),
+    # Certificates and keys are loaded as the RPC client will, before anything starts.
+    ("garbage_cert.yml", "collectors.farmer.cert"), ("mismatched_key.yml", "collectors.farmer.key"),
 ]
 
 
@@ -129,6 +237,47 @@ def test_bad_environment_and_flags(root, env, args, named):
     assert proc.returncode == 2 and named in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
+def test_check_config_loads_every_certificate_and_key(root):
+    for name, key, says in (("garbage_cert.yml", "collectors.farmer.cert", "no PEM certificate"),
+                            ("mismatched_key.yml", "collectors.farmer.key", "does not match the certificate")):
+        proc = run_cli("--chia-root", str(root.path), "--config", str(CASES / name), "--check-config")
+        assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+        [line] = proc.stderr.strip().splitlines()
+        assert str(CASES / name) in line and key in line and says in line
+        assert "SECRET-LOOKING-LINE" not in line and "BEGIN" not in line  # paths only, never content
+    for line in (CASES / "unrelated.key").read_text().splitlines()[2:-1]:
+        assert line not in proc.stderr
+
+
+def test_tls_material_from_chia_config(root, tmp_path):
+    ssl_dir = root.path / "config" / "ssl"
+    verify_tls(cfg(root))  # the fixture's certificates load
+    (ssl_dir / "ca" / "private_ca.crt").write_text("garbage\n")
+    with pytest.raises(ConfigError) as err:
+        verify_tls(cfg(root))
+    assert err.value.key == "private_ssl_ca.crt" and "config.yaml (private_ssl_ca.crt)" in err.value.source
+    root.ca.cert_pem.write_to_path(str(ssl_dir / "ca" / "private_ca.crt"))
+    (ssl_dir / "wallet" / "private_wallet.key").write_text("not a key\n")
+    with pytest.raises(ConfigError) as err:
+        verify_tls(cfg(root))
+    assert err.value.key == "collectors.wallet.key" and err.value.source.endswith("(wallet.ssl.private_key)")
+    assert "not a PEM private key" in err.value.message
+    verify_tls(cfg(root, **{"collectors.wallet.enabled": False}))  # a disabled collector's files are not used
+    verify_tls(cfg(root, transport="daemon"))  # nor, through the daemon, any but the daemon's
+
+
+def test_encrypted_key_is_refused_without_a_prompt(root):
+    from cryptography.hazmat.primitives import serialization
+
+    key_path = root.path / "config" / "ssl" / "farmer" / "private_farmer.key"
+    key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.BestAvailableEncryption(b"passphrase")))
+    with pytest.raises(ConfigError) as err:
+        verify_tls(cfg(root))
+    assert err.value.key == "collectors.farmer.key" and "encrypted" in err.value.message
+
+
 def test_unreadable_chia_config(root, tmp_path):
     (root.path / "config" / "config.yaml").write_text("daemon_port: [unclosed\n")
     proc = run_cli("--chia-root", str(root.path))
@@ -154,3 +303,11 @@ def test_check_config_ok(root):
 def test_config_error_names_source_and_key():
     e = ConfigError("/etc/x.yml", "collectors.farmer.port", "expected an integer")
     assert str(e) == "/etc/x.yml: collectors.farmer.port: expected an integer"
+
+
+def test_a_collector_the_user_enabled_is_required(root):
+    """Required collectors fail when refused from the start; default ones may be "absent"."""
+    assert not any(c.required for c in cfg(root).collectors.values())
+    c = cfg(root, **{"collectors.farmer.enabled": True, "collectors.wallet.enabled": False})
+    assert c.collectors["farmer"].required and not c.collectors["wallet"].required
+    assert not c.collectors["full_node"].required
