@@ -2,7 +2,8 @@
 
 The event stream registers as ``metrics`` and folds every pushed event into the collectors'
 :class:`EventState` objects, which live as long as the exporter: a dropped link, a silent daemon
-or a daemon restart costs a reconnect (1 s doubling to 30 s, with jitter), never the counts.
+or a daemon restart costs a reconnect (1 s doubling to 30 s, with jitter; back to 1 s once a link
+has registered), never the counts.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import random
 import ssl
 import uuid
 from collections import Counter
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Awaitable, Callable, Iterable, Iterator, TypeVar
 
 import aiohttp
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -24,9 +25,35 @@ from exporter.rpc import RpcError, RpcStats, TlsFiles, check_allowed, counted
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 BACKOFF_START, BACKOFF_MAX = 1.0, 30.0
-GATE_RECHECK = 15.0  # how often a gated stream looks again whether it is wanted
+GATE_RECHECK = 15.0  # how often a gated stream looks again whether it is wanted (closed or open)
 REGISTER_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 10.0  # TCP connect, TLS handshake and WebSocket upgrade, before the watchdog applies
+# A request routed to a service that is still unanswered after this long (or a quarter of its
+# timeout, if shorter) asks the daemon whether the service runs: the daemon drops requests to a
+# service that is not connected to it, so without asking they would only ever time out.
+PROBE_AFTER = 2.0
+# Distinct (origin, command) series of chia_exporter_events_total beyond the known events; past
+# it, new ones are counted under command="other" (and origin="other" for an unknown origin).
+MAX_UNKNOWN_EVENT_SERIES = 256
+OTHER = "other"
+# What a malformed event can raise while parsed or folded in: a missing or mistyped field, a number
+# too large for an int (int(1e999)), JSON nested past the parser's depth.
+EVENT_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RecursionError)
+
+# The events the daemon relays to metrics (and failed_partial, to wallet_ui), by sending service
+# (reference/chia-rpc-and-events.md, section 2.1): each always has its own series.
+KNOWN_EVENTS: dict[str, frozenset[str]] = {
+    "chia_full_node": frozenset({"get_blockchain_state", "block", "signage_point"}),
+    "chia_farmer": frozenset({"new_signage_point", "new_farming_info", "harvester_update", "harvester_removed",
+                              "submitted_partial", "failed_partial", "proof", "add_connection", "close_connection"}),
+    "chia_harvester": frozenset({"farming_info", "add_connection", "close_connection"}),
+    "chia_wallet": frozenset({"sync_changed", "coin_added", "add_connection", "close_connection"}),
+    "chia_crawler": frozenset({"crawl_batch_completed", "loaded_initial_peers"}),
+    "chia_timelord": frozenset({"finished_pot", "new_compact_proof", "skipping_peak", "new_peak"}),
+}
 
 
 def _message(command: str, data: dict, destination: str = "daemon", origin: str = "metrics") -> dict:
@@ -54,10 +81,10 @@ class DaemonRpc:
 
     async def __aenter__(self) -> DaemonRpc:
         try:
-            self._ws = await self.session.ws_connect(
+            self._ws = await within(self.session.ws_connect(
                 self.url, ssl=self.tls.context(), max_msg_size=self.max_bytes, autoping=True,
                 timeout=aiohttp.ClientWSTimeout(ws_receive=self.timeout, ws_close=2.0),
-            )
+            ), min(CONNECT_TIMEOUT, self.timeout))
         except Exception as e:
             outcome, detail = classify(e, self.timeout)
             self.stats.record(self.collector, "connect", outcome)
@@ -83,7 +110,7 @@ class DaemonRpc:
             raise
         except asyncio.TimeoutError:
             raise RpcError("timeout", command, f"no answer within {self.timeout:g}s") from None
-        except ValueError:
+        except (ValueError, RecursionError):
             raise RpcError("bad_response", command, "not JSON") from None
         except (aiohttp.ClientError, ConnectionError) as e:
             raise RpcError("bad_response", command, f"connection broke: {type(e).__name__}") from None
@@ -106,6 +133,14 @@ class DaemonRpc:
                 return body
 
 
+async def within(connecting: Awaitable[T], seconds: float) -> T:
+    """``ws_connect`` (TCP connect, TLS handshake, WebSocket upgrade) within a time limit: aiohttp
+    bounds it only by the session's 300 s total, and the watchdog starts once connected."""
+    async def connect() -> T:
+        return await connecting
+    return await asyncio.wait_for(connect(), seconds)
+
+
 def classify(e: BaseException, timeout: float) -> tuple[str, str]:
     """Map a connection error to an outcome, without ever echoing certificate contents."""
     if isinstance(e, (asyncio.TimeoutError, TimeoutError, aiohttp.ServerTimeoutError)):
@@ -121,7 +156,13 @@ def classify(e: BaseException, timeout: float) -> tuple[str, str]:
 
 
 class EventDispatcher:
-    """Routes each event to the states of its origin and counts what came."""
+    """Routes each event to the states of its origin and counts what came.
+
+    The count's series are bounded: the known events (and those the states consume) always have
+    their own; up to :data:`MAX_UNKNOWN_EVENT_SERIES` other (origin, command) pairs get theirs, and
+    any further one is counted under ``command="other"``, so an odd daemon cannot grow the series
+    without end.
+    """
 
     def __init__(self, states: Iterable[EventState], clock: Callable[[], float]) -> None:
         self.by_origin: dict[str, list[EventState]] = {}
@@ -129,14 +170,18 @@ class EventDispatcher:
             self.by_origin.setdefault(s.origin, []).append(s)
         self.states = list(states)
         self.clock = clock
+        self.known: dict[str, frozenset[str]] = dict(KNOWN_EVENTS)
+        for s in self.states:
+            self.known[s.origin] = self.known.get(s.origin, frozenset()) | s.commands
         self.events: Counter[tuple[str, str]] = Counter()
         self.last_event: dict[str, float] = {}
         self.errors: Counter[str] = Counter()  # reason -> count of events that could not be used
+        self.unknown_series = 0  # distinct (origin, command) pairs outside the known events
 
     def dispatch_text(self, text: str) -> None:
         try:
             msg = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
             self.reject("malformed", "not JSON")
             return
         self.dispatch(msg)
@@ -148,8 +193,9 @@ class EventDispatcher:
         origin = msg.get("origin") if isinstance(msg.get("origin"), str) else "unknown"
         command = msg["command"]
         now = self.clock()
-        self.events[(origin, command)] += 1
-        self.last_event[origin] = now
+        key = self.series(origin, command)
+        self.events[key] += 1
+        self.last_event[key[0]] = now
         data = msg.get("data")
         for state in self.by_origin.get(origin, ()):
             if command not in state.commands:
@@ -158,8 +204,18 @@ class EventDispatcher:
                 if not isinstance(data, dict):
                     raise TypeError("data is not an object")
                 state.handle(command, data, now)
-            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
-                self.reject("malformed", f"{origin} {command}: {type(e).__name__}: {e}")
+            except EVENT_ERRORS as e:
+                self.reject("malformed", f"{origin} {command}: {type(e).__name__}: {str(e)[:200]}")
+
+    def series(self, origin: str, command: str) -> tuple[str, str]:
+        """The (origin, command) labels an event is counted under."""
+        key = (origin, command)
+        if key in self.events or command in self.known.get(origin, ()):
+            return key
+        if self.unknown_series < MAX_UNKNOWN_EVENT_SERIES:
+            self.unknown_series += 1
+            return key
+        return (origin if origin in self.known else OTHER, OTHER)
 
     def reject(self, reason: str, detail: str) -> None:
         self.errors[reason] += 1
@@ -186,8 +242,33 @@ class EventDispatcher:
         for reason in ("malformed", "oversized"):
             errors.add_metric([reason], self.errors.get(reason, 0))
         yield errors
+
+    def render_states(self, shown: Callable[[EventState], bool]) -> Iterator[Metric]:
+        """The families of the states for which ``shown`` holds."""
+        now = self.clock()
         for state in self.states:
-            yield from state.render(now)
+            if shown(state):
+                yield from state.render(now)
+
+
+class Backoff:
+    """Delays between reconnects: 1 s doubling to 30 s, each jittered by ×0.8–1.2 and never over
+    the cap; :meth:`reset` once a link is up again."""
+
+    def __init__(self, start: float | None = None, cap: float | None = None,
+                 jitter: Callable[[], float] | None = None) -> None:
+        self.start = BACKOFF_START if start is None else start
+        self.cap = BACKOFF_MAX if cap is None else cap
+        self.jitter = jitter or (lambda: random.uniform(0.8, 1.2))
+        self.current = self.start
+
+    def next(self) -> float:
+        delay = min(self.current * self.jitter(), self.cap)
+        self.current = min(self.current * 2, self.cap)
+        return delay
+
+    def reset(self) -> None:
+        self.current = self.start
 
 
 class EventStream:
@@ -197,7 +278,8 @@ class EventStream:
     one event the daemon sends nowhere else (the farmer's ``failed_partial``): ``only_commands``
     then drops every other message by a look at its first bytes, before any JSON parsing, since
     ``wallet_ui`` also receives every wallet change and whole ``get_plots`` bodies; and ``gate``
-    keeps it closed while it has nothing to listen for (a farmer without plot NFTs).
+    keeps it closed while it has nothing to listen for (a farmer without plot NFTs), looked at
+    every :data:`GATE_RECHECK` seconds, also while the socket is open.
     """
 
     def __init__(self, session: aiohttp.ClientSession, host: str, port: int, tls: TlsFiles,
@@ -215,38 +297,89 @@ class EventStream:
         self.reconnects = 0
         self.connections = 0
         self.last_error: str | None = None
+        self.backoff = Backoff()
+        self.last_delay: float | None = None  # the wait before the latest reconnect attempt
+        self.received = 0  # text messages read and handled (events, replies, dropped ones)
+        self.late_replies = 0  # replies whose request had already given up: dropped
+        self.not_running: set[str] = set()  # destinations the daemon last said are not running
+        self._closed_by_gate = False
         self._task: asyncio.Task | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._pending: dict[str, asyncio.Future] = {}  # request_id -> reply, for routed RPC
         self._up = asyncio.Event()  # set while connected and registered
 
     async def request(self, destination: str, command: str, data: dict, timeout: float) -> dict:
-        """Send a request to a service through the daemon and wait for the reply with its id.
+        """Send a request through the daemon and wait, within ``timeout``, for the reply with its id.
 
-        The daemon drops a request to a service that is not connected to it, so a missing reply
-        ends in a timeout; the pending entry is always removed.
+        The daemon drops a request to a service that is not connected to it. So a request to a
+        service that has not answered within :data:`PROBE_AFTER` asks the daemon's ``is_running``,
+        and fails at once as ``refused`` when the daemon says the service is not running; that is
+        remembered, and the next request to it asks ``is_running`` first instead of waiting again.
+        A service that runs and does not answer ends in a timeout. The pending entry is always
+        removed.
         """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        routed = destination != "daemon"
+        if routed and destination in self.not_running:
+            await self._refuse_if_not_running(destination, command, deadline)
         if not self.connected:  # at start or during a reconnect: wait for the link, within the timeout
             try:
-                await asyncio.wait_for(self._up.wait(), timeout)
+                await asyncio.wait_for(self._up.wait(), max(0.0, deadline - loop.time()))
             except asyncio.TimeoutError:
                 raise RpcError("refused", command, "the daemon WebSocket is not connected") from None
         ws = self._ws
         if ws is None:
             raise RpcError("refused", command, "the daemon WebSocket is not connected")
         msg = _message(command, data, destination=destination)
-        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future = loop.create_future()
         self._pending[msg["request_id"]] = future
         try:
             await ws.send_json(msg)
-            reply = await asyncio.wait_for(future, timeout)
+            if routed:
+                await asyncio.wait({future}, timeout=min(PROBE_AFTER, timeout / 4))
+                if not future.done():
+                    await self._refuse_if_not_running(destination, command, deadline, future)
+            reply = await asyncio.wait_for(future, max(0.0, deadline - loop.time()))
         except asyncio.TimeoutError:
             raise RpcError("timeout", command, f"no reply from {destination} within {timeout:g}s") from None
         except (aiohttp.ClientError, ConnectionError) as e:
             raise RpcError("refused", command, f"the daemon WebSocket broke: {type(e).__name__}") from None
         finally:
             self._pending.pop(msg["request_id"], None)
+        self.not_running.discard(destination)
         return reply
+
+    async def _refuse_if_not_running(self, destination: str, command: str, deadline: float,
+                                     answered: asyncio.Future | None = None) -> None:
+        running = await self.is_running(destination, deadline - asyncio.get_running_loop().time())
+        if running is False and not (answered is not None and answered.done()):
+            self.not_running.add(destination)
+            raise RpcError("refused", command, f"{destination} is not running under the daemon")
+        if running:
+            self.not_running.discard(destination)
+
+    async def is_running(self, service: str, timeout: float) -> bool | None:
+        """The daemon's ``is_running`` for a service (its process, or its socket registered under
+        that name: the simulator runs as chia_full_node_simulator and registers as chia_full_node,
+        and both answer true); None when the daemon gave no usable answer in time.
+
+        The transport's own check, like the WebSocket's registration: not counted as a call of
+        the collector that asked.
+        """
+        check_allowed("daemon", "is_running")
+        if timeout <= 0:
+            return None
+        try:
+            reply = await self.request("daemon", "is_running", {"service": service}, timeout)
+        except RpcError as e:
+            log.debug("is_running %s: %s", service, e)
+            return None
+        data = reply.get("data")
+        if isinstance(data, dict) and data.get("success") is True and isinstance(data.get("is_running"), bool):
+            log.debug("is_running %s: %s", service, data["is_running"])
+            return data["is_running"]
+        return None
 
     def _fail_pending(self, reason: str) -> None:
         for future in self._pending.values():
@@ -270,14 +403,12 @@ class EventStream:
         self.connected = False
 
     async def run_forever(self) -> None:
-        backoff = BACKOFF_START
         while True:
             if self.gate is not None and not self.gate():
                 await asyncio.sleep(GATE_RECHECK)
                 continue
             try:
-                await self._session_once()
-                backoff = BACKOFF_START  # a link that was up starts the backoff over
+                await self._session_once()  # returns only when the gate closed the socket
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # every failure ends in a reconnect, never in silence
@@ -290,57 +421,63 @@ class EventStream:
                 self._up.clear()
                 self._ws = None
                 self._fail_pending("the daemon WebSocket closed")
-            delay = backoff * random.uniform(0.8, 1.2)
-            backoff = min(backoff * 2, BACKOFF_MAX)
-            await asyncio.sleep(delay)
+            if self._closed_by_gate:
+                continue
+            # The backoff started over when this session registered (_session_once).
+            self.last_delay = self.backoff.next()
+            await asyncio.sleep(self.last_delay)
+
+    async def _connect(self) -> aiohttp.ClientWebSocketResponse:
+        try:
+            return await within(self.session.ws_connect(
+                self.url, ssl=self.tls.context(), max_msg_size=self.max_message_bytes, autoping=True,
+                heartbeat=None, timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
+            ), CONNECT_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise ConnectionError(f"no connection within {CONNECT_TIMEOUT:g}s "
+                                  "(TCP connect, TLS or WebSocket handshake)") from None
 
     async def _session_once(self) -> None:
-        was_up = self.connections > 0
-        async with self.session.ws_connect(
-            self.url, ssl=self.tls.context(), max_msg_size=self.max_message_bytes, autoping=True,
-            heartbeat=None, timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
-        ) as ws:
+        was_up = self.connections > 0 and not self._closed_by_gate
+        self._closed_by_gate = False
+        loop = asyncio.get_running_loop()
+        async with await self._connect() as ws:
             self._ws = ws
             await ws.send_json(_message("register_service", {"service": self.service}))
             self.connections += 1
             if was_up:
                 self.reconnects += 1
             registered = False
+            last = loop.time()  # of the last message
+            next_gate = loop.time() + GATE_RECHECK
             while True:
+                now = loop.time()
+                if registered and self.gate is not None and now >= next_gate:
+                    next_gate = now + GATE_RECHECK
+                    if not self.gate():
+                        log.info("daemon WebSocket %s: %s no longer wanted, closing", self.url, self.service)
+                        self._closed_by_gate = True
+                        return
                 # The watchdog: the farmer alone sends add_connection every 30 s, so a long silence
                 # means a dead link that TCP has not noticed.
-                timeout = min(REGISTER_TIMEOUT, self.watchdog) if not registered else self.watchdog
+                limit = min(REGISTER_TIMEOUT, self.watchdog) if not registered else self.watchdog
+                wait = last + limit - now
+                if registered and self.gate is not None:
+                    wait = min(wait, next_gate - now)
                 try:
-                    msg = await ws.receive(timeout=timeout)
+                    msg = await ws.receive(timeout=max(wait, 0.001))
                 except (asyncio.TimeoutError, TimeoutError):
+                    if loop.time() < last + limit:
+                        continue  # only the gate's turn
                     what = "no reply to register_service" if not registered else f"nothing for {self.watchdog:g}s"
                     raise ConnectionError(f"watchdog: {what}") from None
+                last = loop.time()
                 if msg.type == aiohttp.WSMsgType.TEXT:
-                    if registered and self.only_commands is not None:
-                        command = peek_command(msg.data)
-                        if command is not None and command not in self.only_commands:
-                            continue
                     try:
-                        body = json.loads(msg.data)
-                    except ValueError:
-                        self.dispatcher.reject("malformed", "not JSON")
-                        continue
-                    if not registered and _is_register_ack(body):
-                        registered = True
-                        self.connected = True
-                        self._up.set()
-                        self.last_error = None
-                        log.info("daemon WebSocket %s: registered as %s", self.url, self.service)
-                        continue
-                    if isinstance(body, dict) and body.get("ack") is True and body.get("request_id") in self._pending:
-                        future = self._pending.pop(body["request_id"])
-                        if not future.done():
-                            future.set_result(body)
-                        continue
-                    if self.only_commands is not None and (
-                            not isinstance(body, dict) or body.get("command") not in self.only_commands):
-                        continue  # the main stream counts everything else
-                    self.dispatcher.dispatch(body)
+                        if self._handle_text(msg.data, registered):
+                            registered = True
+                    finally:
+                        self.received += 1
                 elif msg.type == aiohttp.WSMsgType.BINARY:
                     self.dispatcher.reject("malformed", "binary message")
                 elif msg.type == aiohttp.WSMsgType.ERROR:
@@ -349,6 +486,43 @@ class EventStream:
                     raise ConnectionError(f"WebSocket error: {type(msg.data).__name__}")
                 else:  # CLOSE, CLOSING, CLOSED
                     raise ConnectionError(f"daemon closed the connection ({msg.type.name})")
+
+    def _handle_text(self, text: str, registered: bool) -> bool:
+        """One text message: the registration's ack (returns True), a reply, or an event."""
+        if registered and self.only_commands is not None:
+            command = peek_command(text)
+            if command is not None and command not in self.only_commands:
+                return False
+        try:
+            body = json.loads(text)
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
+            self.dispatcher.reject("malformed", "not JSON")
+            return False
+        if not registered and _is_register_ack(body):
+            self.connected = True
+            self._up.set()
+            self.last_error = None
+            self.backoff.reset()  # a link that came up: the next drop waits 1 s again
+            log.info("daemon WebSocket %s: registered as %s", self.url, self.service)
+            return True
+        if isinstance(body, dict) and body.get("ack") is True:
+            # A reply. The daemon pushes its events with ack false (every recorded one), so one
+            # with ack true is ours: the pending request's, or a late one whose request gave up,
+            # which must not be counted or folded in as an event.
+            future = self._pending.pop(body.get("request_id"), None) if isinstance(body.get("request_id"), str) else None
+            if future is not None:
+                if not future.done():
+                    future.set_result(body)
+            else:
+                self.late_replies += 1
+                log.debug("daemon WebSocket %s: dropped a reply to %s from %s that came after its request gave up "
+                          "(%d so far)", self.url, body.get("command"), body.get("origin"), self.late_replies)
+            return False
+        if self.only_commands is not None and (
+                not isinstance(body, dict) or body.get("command") not in self.only_commands):
+            return False  # the main stream counts everything else
+        self.dispatcher.dispatch(body)
+        return False
 
 
 def peek_command(text: str) -> str | None:
@@ -408,10 +582,14 @@ class StreamRpc:
             return data
         return await counted(self.stats, self.collector, endpoint, body(), parse)
 
-    async def call_raw(self, endpoint: str, params: dict | None = None, parse=None) -> Any:
-        """Large bodies arrive as one WebSocket message: parse it like an HTTPS body."""
-        data = await self.call(endpoint, params)
-        return await parse(json.dumps(data).encode()) if parse is not None else data
+    async def call_raw(self, endpoint: str, params: dict | None = None, parse=None, parse_body=None) -> Any:
+        """A large body arrives as one WebSocket message, already decoded by the reader: it is
+        reduced by ``parse_body`` (the same result ``parse`` gets from the raw bytes over HTTPS),
+        never written back out to be parsed again."""
+        if parse_body is None:
+            data = await self.call(endpoint, params)
+            return await parse(json.dumps(data).encode()) if parse is not None else data
+        return await self.call(endpoint, params, parse=parse_body)
 
 
 def render_stream(stream: EventStream | None) -> Iterator[Metric]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from exporter import self_metrics
 from exporter.app import Exporter
 from exporter.config import Config, load
 from exporter.scheduler import Clock
+from tests.fakes.daemon import FakeDaemon
 
 GOLDEN = Path(__file__).parent / "golden"
 FROZEN_TIME = 1_800_000_000.0
@@ -30,29 +32,51 @@ async def poll_all(exporter: Exporter) -> None:
         await runner.poll_once()
 
 
-async def render_once(config: Config, replay: list[dict] | None = None) -> str:
-    """Start without background loops, poll every collector once, feed events, render."""
-    exporter = Exporter(config, clock=frozen_clock())
+async def render_once(config: Config, replay: list[dict] | None = None, daemon: FakeDaemon | None = None) -> str:
+    """Start without background loops, poll every collector once, replay events, render.
+
+    Events go the way the real daemon sends them: ``daemon`` (the fake daemon, over mutual TLS)
+    pushes each message of ``replay`` to the exporter's own event stream, registered as
+    ``metrics``; the render waits until the stream has read every one.
+    """
+    exporter = Exporter(config, clock=frozen_clock(), process_metrics=False)  # those vary from run to run
     await exporter.start(background=False)
     try:
-        if config.transport == "daemon":  # requests travel over the event stream: bring it up first
+        # Requests over the daemon transport, and replayed events, need the stream up first; it is
+        # brought up whenever events are on, so that its own families show as they would live.
+        if exporter.events is not None:
             exporter.events.start()
             await wait_connected(exporter)
+        else:
+            assert not replay, "events.enabled is off"
         await poll_all(exporter)
-        for message in replay or ():
-            exporter.dispatcher.dispatch(message)
+        if replay:
+            assert daemon is not None, "events are replayed through the fake daemon"
+            await replay_through(exporter, daemon, replay)
         return exposition(exporter)
     finally:
         await exporter.stop()
 
 
-async def wait_connected(exporter: Exporter, timeout: float = 10.0) -> None:
-    import asyncio
+async def replay_through(exporter: Exporter, daemon: FakeDaemon, messages: list[dict], timeout: float = 10.0) -> int:
+    """Push recorded messages through the fake daemon and wait until the stream has read them all."""
+    stream = exporter.events
+    assert stream is not None
+    before = stream.received
+    sent = await daemon.replay(messages)
+    await until(lambda: stream.received >= before + sent, timeout)
+    return sent
 
-    async def until() -> None:
-        while not exporter.events.connected:
+
+async def wait_connected(exporter: Exporter, timeout: float = 10.0) -> None:
+    await until(lambda: exporter.events.connected, timeout)
+
+
+async def until(predicate, timeout: float = 10.0) -> None:
+    async def loop() -> None:
+        while not predicate():
             await asyncio.sleep(0.01)
-    await asyncio.wait_for(until(), timeout)
+    await asyncio.wait_for(loop(), timeout)
 
 
 def exposition(exporter: Exporter) -> str:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 
 import pytest
 
+from exporter import daemon_ws
 from exporter.app import Exporter
+from exporter.daemon_ws import Backoff, EventStream, StreamRpc
+from exporter.rpc import RpcError
 from tests.fakes.services import SHARED_FIXTURES
 from tests.harness import config_for
 
@@ -26,6 +30,20 @@ async def stream(fake_farm_factory):
     await daemon.wait_registered()
     await until(lambda: exporter.events.connected)
     yield exporter, daemon
+    await exporter.stop()
+
+
+@pytest.fixture
+async def routed(fake_farm_factory):
+    """Like ``stream``, with the default watchdog: nothing reconnects while a request waits."""
+    farm = await fake_farm_factory()
+    exporter = Exporter(config_for(farm.root.path))
+    await exporter.start(background=False)
+    exporter.events.start()
+    daemon = farm.services["daemon"]
+    await daemon.wait_registered()
+    await until(lambda: exporter.events.connected)
+    yield exporter, daemon, farm
     await exporter.stop()
 
 
@@ -145,11 +163,8 @@ def exposition(exporter: Exporter) -> str:
 
 
 async def test_routed_request_without_reply_times_out_and_leaves_nothing(stream):
-    from exporter.daemon_ws import StreamRpc
-    from exporter.rpc import RpcError
-
     exporter, daemon = stream
-    daemon.routes.pop("chia_farmer")  # the daemon drops requests to a service it does not know
+    daemon.delays["chia_farmer"] = math.inf  # runs, says the daemon, and never answers
     rpc = StreamRpc(exporter.events, "farmer", "farmer", 0.3, exporter.stats)
     with pytest.raises(RpcError) as err:
         await rpc.call("get_connections")
@@ -165,12 +180,67 @@ async def test_routed_request_without_reply_times_out_and_leaves_nothing(stream)
     assert exporter.events._pending == {}
 
 
-async def test_pending_requests_fail_at_once_when_the_link_drops(stream):
-    from exporter.daemon_ws import StreamRpc
-    from exporter.rpc import RpcError
+async def test_request_to_a_service_not_running_is_refused_at_once_and_remembered(routed):
+    """The daemon drops a request to a service that is not connected: its is_running says why."""
+    exporter, daemon, farm = routed
+    data_layer = daemon.routes.pop("chia_data_layer")  # this host runs no DataLayer
+    rpc = StreamRpc(exporter.events, "data_layer", "data_layer", 4, exporter.stats)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(RpcError) as err:
+        await rpc.call("get_owned_stores")
+    assert err.value.outcome == "refused"
+    assert "chia_data_layer is not running under the daemon" in err.value.detail
+    assert loop.time() - started < 3  # asked after a quarter of the timeout, not after the whole 4 s
+    # The next poll asks is_running first, and sends the service nothing.
+    before = len(daemon.requests)
+    started = loop.time()
+    with pytest.raises(RpcError) as err:
+        await rpc.call("subscriptions")
+    assert err.value.outcome == "refused" and loop.time() - started < 1
+    assert [(r["command"], r["data"]) for r in daemon.requests[before:]] == [("is_running", {"service": "chia_data_layer"})]
+    # The check is the transport's own: only the collector's calls are counted.
+    assert exporter.stats.counts[("data_layer", "get_owned_stores", "refused")] == 1
+    assert not [k for k in exporter.stats.counts if k[1] == "is_running"]
+    # Once the service runs, it is asked again.
+    daemon.routes["chia_data_layer"] = data_layer
+    assert (await rpc.call("get_owned_stores"))["store_ids"]
+    assert "chia_data_layer" not in exporter.events.not_running
+    assert exporter.events._pending == {}
 
+
+async def test_a_reply_after_its_request_gave_up_is_not_an_event(routed):
+    exporter, daemon, _ = routed
+    runner = exporter.runner("full_node")
+    await runner.poll_once()  # over HTTPS: a snapshot that a pushed get_blockchain_state would update
+    snapshot = runner.snapshot
+    daemon.delays["chia_full_node"] = 0.6
+    rpc = StreamRpc(exporter.events, "full_node", "full_node", 0.3, exporter.stats)
+    with pytest.raises(RpcError) as err:
+        await rpc.call("get_blockchain_state")
+    assert err.value.outcome == "timeout"
+    await until(lambda: exporter.events.late_replies == 1, 5)
+    assert sum(exporter.dispatcher.events.values()) == 0  # not counted as an event ...
+    assert runner.snapshot is snapshot  # ... nor folded into the node's state as if pushed
+    assert exporter.events.connected and exporter.events.reconnects == 0
+
+
+async def test_overflow_and_deep_nesting_are_malformed_not_a_reconnect(routed):
+    exporter, daemon, _ = routed
+    await daemon.send_raw("[" * 100_000)  # RecursionError in json.loads
+    await daemon.send_raw('{"ack": false, "command": "block", "origin": "chia_full_node", "data": {"height": 1e999, '
+                          '"fork_height": 1, "validation_time": 0.1, "pre_validation_time": 0.1}}')  # int(inf)
+    sent = await daemon.replay(EVENTS[:5])
+    await until(lambda: total_events(exporter) == sent + 1)
+    assert exporter.dispatcher.errors["malformed"] == 2
+    blocks = sum(m["command"] == "block" for m in EVENTS[:5])
+    assert exporter.dispatcher.events[("chia_full_node", "block")] == blocks + 1  # the bad one is counted
+    assert exporter.events.connected and exporter.events.reconnects == 0
+
+
+async def test_pending_requests_fail_at_once_when_the_link_drops(stream):
     exporter, daemon = stream
-    daemon.routes.pop("chia_wallet")
+    daemon.delays["chia_wallet"] = math.inf
     rpc = StreamRpc(exporter.events, "wallet", "wallet", 30, exporter.stats)
     call = asyncio.create_task(rpc.call("get_sync_status"))
     await asyncio.sleep(0.1)
@@ -179,6 +249,64 @@ async def test_pending_requests_fail_at_once_when_the_link_drops(stream):
         await asyncio.wait_for(call, 5)  # long before the 30 s timeout
     assert err.value.outcome == "refused"
     assert exporter.events._pending == {}
+
+
+def test_backoff_doubles_to_a_cap_that_jitter_never_exceeds():
+    high = Backoff(jitter=lambda: 1.2)
+    delays = [high.next() for _ in range(8)]
+    assert delays[:5] == pytest.approx([1.2, 2.4, 4.8, 9.6, 19.2])
+    assert max(delays) == 30.0  # 30 s x 1.2 is cut to 30 s
+    high.reset()
+    assert high.next() == pytest.approx(1.2)
+    low = Backoff(jitter=lambda: 0.8)
+    assert [low.next() for _ in range(8)][-1] == pytest.approx(24.0)
+
+
+async def test_backoff_starts_over_once_a_link_has_registered(fake_farm_factory, monkeypatch):
+    monkeypatch.setattr(daemon_ws, "BACKOFF_START", 0.05)
+    monkeypatch.setattr(daemon_ws, "BACKOFF_MAX", 0.4)
+    farm = await fake_farm_factory()
+    daemon = farm.services["daemon"]
+    port = daemon.port
+    await daemon.stop()
+    exporter = Exporter(config_for(farm.root.path))
+    await exporter.start(background=False)
+    events = exporter.events
+    events.start()
+    try:
+        await until(lambda: events.backoff.current == 0.4, 10)  # refused over and over: at the cap
+        await daemon.start(port)
+        await daemon.wait_registered(timeout=10)
+        await until(lambda: events.connected)
+        await daemon.drop_all()
+        await until(lambda: not events.connected, 5)
+        await daemon.wait_registered(timeout=10)
+        await until(lambda: events.connected)
+        assert events.reconnects == 1
+        assert events.last_delay <= 0.05 * 1.2  # the drop of a link that was up waited 1 s-like, not the cap
+    finally:
+        await exporter.stop()
+
+
+async def test_connect_and_tls_handshake_have_a_time_limit(fake_farm_factory, monkeypatch):
+    monkeypatch.setattr(daemon_ws, "CONNECT_TIMEOUT", 0.3)
+    farm = await fake_farm_factory()
+    held = []
+    server = await asyncio.start_server(lambda r, w: held.append(w), "127.0.0.1", 0)  # accepts, never speaks TLS
+    exporter = Exporter(config_for(farm.root.path))
+    await exporter.start(background=False)
+    silent = EventStream(exporter.session, "127.0.0.1", server.sockets[0].getsockname()[1], exporter.events.tls,
+                         exporter.dispatcher, watchdog=300, max_message_bytes=1 << 20)
+    silent.start()
+    try:
+        await until(lambda: "no connection within 0.3s" in (silent.last_error or ""), 5)
+        assert not silent.connected
+    finally:
+        await silent.stop()
+        await exporter.stop()
+        server.close()
+        for w in held:
+            w.close()
 
 
 async def test_wallet_ui_socket_takes_only_failed_partial(fake_farm_factory):
@@ -222,6 +350,41 @@ async def test_wallet_ui_socket_stays_closed_without_plot_nfts(fake_farm_factory
         assert not daemon.registered.get("wallet_ui")
         assert not exporter.wants_wallet_ui()
     finally:
+        await exporter.stop()
+
+
+async def test_wallet_ui_socket_closes_once_no_longer_wanted(fake_farm_factory, monkeypatch):
+    """The gate is looked at while the socket is open too, however busy wallet_ui is."""
+    monkeypatch.setattr(daemon_ws, "GATE_RECHECK", 0.1)
+    farm = await fake_farm_factory()
+    daemon = farm.services["daemon"]
+    exporter = Exporter(config_for(farm.root.path))
+    await exporter.start(background=False)
+    wanted = [True]
+    partials = EventStream(exporter.session, "127.0.0.1", daemon.port, exporter.events.tls, exporter.dispatcher,
+                           watchdog=300, max_message_bytes=1 << 20, service="wallet_ui",
+                           only_commands=frozenset({"failed_partial"}), gate=lambda: wanted[0])
+    partials.start()
+
+    async def busy() -> None:  # every wallet change goes to wallet_ui
+        while True:
+            await daemon.push({"ack": False, "command": "state_changed", "origin": "chia_wallet",
+                               "data": {"state": "coin_added"}}, "wallet_ui")
+            await asyncio.sleep(0.01)
+    pusher = asyncio.create_task(busy())
+    try:
+        await daemon.wait_registered("wallet_ui")
+        await until(lambda: partials.connected)
+        wanted[0] = False  # e.g. the last plot NFT left its pool
+        await until(lambda: not partials.connected and not daemon.registered.get("wallet_ui"), 3)
+        wanted[0] = True
+        await daemon.wait_registered("wallet_ui", timeout=5)
+        await until(lambda: partials.connected)
+        assert partials.reconnects == 0  # closed on purpose, not a drop
+        assert total_events(exporter) == 0
+    finally:
+        pusher.cancel()
+        await partials.stop()
         await exporter.stop()
 
 

@@ -27,10 +27,12 @@ def synthetic(name: str) -> list[dict]:
 
 @pytest.mark.parametrize("stream", ["metrics", "node-reorg-timelord-crawler"])
 async def test_event_golden(stream, fake_farm_factory, update_golden):
-    """Every recorded event (or a synthetic stream) folded in after one poll of everything."""
+    """Every recorded event (or a synthetic stream) after one poll of everything, as the exporter's
+    event stream reads them from the fake daemon over mutual TLS (the recorded register_service
+    acknowledgement is the fake daemon's own, never counted as an event)."""
     farm = await fake_farm_factory()
     messages = recorded(stream) if stream == "metrics" else synthetic(stream)
-    text = await render_once(config_for(farm.root.path, **{"events.enabled": False}), replay=messages)
+    text = await render_once(config_for(farm.root.path), replay=messages, daemon=farm.services["daemon"])
     assert_golden(f"events-{stream}", text, update_golden)
 
 
@@ -119,18 +121,48 @@ def test_reorg_depth():
     assert (state.blocks, state.reorgs, state.last_reorg_depth) == (2, 1, 3)
 
 
-def test_harvester_plot_count_change_asks_for_a_recount():
-    class Exporter:
-        refreshed: list[str] = []
-
-        def refresh(self, name: str) -> None:
-            self.refreshed.append(name)
-
-    exporter = Exporter()
-    state = HarvesterEvents(exporter)
+def test_harvester_events_fold_lookups_and_keep_the_last_plot_count():
+    """farming_info only records the count: the harvester collector compares it with its list
+    at its own pace (tests/test_harvester.py), never on every event."""
+    state = HarvesterEvents()
     info = {"time": 0.01, "eligible_plots": 1, "found_proofs": 0, "total_plots": 6}
     state.handle("farming_info", info, now=1.0)
-    state.handle("farming_info", info, now=2.0)
-    assert exporter.refreshed == []
-    state.handle("farming_info", {**info, "total_plots": 7}, now=3.0)
-    assert exporter.refreshed == ["harvester"]
+    state.handle("farming_info", {**info, "time": 6.0, "found_proofs": 2, "total_plots": 7}, now=2.0)
+    assert (state.eligible, state.proofs, state.total_plots) == (2, 2, 7)
+    assert state.lookups.count == 2 and state.lookups.buckets()[-2] == ("30.0", 2)
+    assert dict(state.lookups.buckets())["5.0"] == 1  # the 6 s lookup lost its signage point
+
+
+def test_numbers_too_large_and_json_too_deep_are_malformed():
+    """int(1e999) raises OverflowError, "[" * 100000 RecursionError: counted, never raised."""
+    full_node = FullNodeEvents()
+    dispatcher = EventDispatcher([full_node], clock=lambda: 1000.0)
+    block = {"height": float("inf"), "fork_height": 1, "validation_time": 0.1, "pre_validation_time": 0.1}
+    dispatcher.dispatch({"command": "block", "origin": "chia_full_node", "data": block})
+    dispatcher.dispatch_text('{"command": "block", "origin": "chia_full_node", "data": {"height": 1e999}}')
+    dispatcher.dispatch_text("[" * 100_000)
+    assert dispatcher.errors["malformed"] == 3
+    assert full_node.blocks == 0
+    assert dispatcher.events[("chia_full_node", "block")] == 2
+
+
+def test_event_series_are_bounded():
+    from exporter.daemon_ws import MAX_UNKNOWN_EVENT_SERIES
+
+    dispatcher = EventDispatcher([FarmerEvents(harvester_expiry=600)], clock=lambda: 1000.0)
+    for i in range(MAX_UNKNOWN_EVENT_SERIES + 500):
+        dispatcher.dispatch({"command": f"odd_{i}", "origin": "chia_farmer", "data": {}})
+        dispatcher.dispatch({"command": "odd", "origin": f"odd_service_{i}", "data": {}})
+    # Known events always get their own series, whatever came before.
+    dispatcher.dispatch({"command": "new_farming_info", "origin": "chia_farmer", "data": farming_info("0xaa", 1000)})
+    dispatcher.dispatch({"command": "crawl_batch_completed", "origin": "chia_crawler", "data": {}})
+    assert dispatcher.events[("chia_farmer", "new_farming_info")] == 1
+    assert dispatcher.events[("chia_crawler", "crawl_batch_completed")] == 1
+    assert len(dispatcher.events) == MAX_UNKNOWN_EVENT_SERIES + 2 + 2  # + other (known origin, unknown origin)
+    assert sum(dispatcher.events.values()) == 2 * (MAX_UNKNOWN_EVENT_SERIES + 500) + 2  # nothing goes uncounted
+    others = dispatcher.events[("chia_farmer", "other")] + dispatcher.events[("other", "other")]
+    assert others == 2 * (MAX_UNKNOWN_EVENT_SERIES + 500) - MAX_UNKNOWN_EVENT_SERIES
+    assert len(dispatcher.last_event) <= MAX_UNKNOWN_EVENT_SERIES + 3
+    # A pair that already has its series keeps it.
+    dispatcher.dispatch({"command": "odd_0", "origin": "chia_farmer", "data": {}})
+    assert dispatcher.events[("chia_farmer", "odd_0")] == 2

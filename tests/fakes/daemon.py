@@ -1,15 +1,18 @@
 """A fake Chia daemon: the WebSocket on daemon_port over mutual TLS.
 
-It answers requests from recorded replies (``<command>.json``, ``is_running-<service>.json``),
-acknowledges ``register_service``, and pushes events to the sockets registered under a name, as
-the real daemon forwards them. Tests drive it: ``push``, ``replay``, ``drop_all``, ``send_raw``,
-``stop``/``start`` for a restart on the same port.
+It answers requests from recorded replies (``<command>.json``), ``is_running`` from which fake
+services are up (as the real daemon does: a process it launched, or a socket registered under the
+name), acknowledges ``register_service``, routes requests to the fake services and their replies
+back, and pushes events to the sockets registered under a name, as the real daemon forwards them.
+Tests drive it: ``push``, ``replay``, ``drop_all``, ``send_raw``, ``delays`` (a service that runs
+and answers late, or never), ``stop``/``start`` for a restart on the same port.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import ssl
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,9 +31,12 @@ class FakeDaemon:
     requests: list[dict] = field(default_factory=list)
     ignore_register: bool = False  # a daemon that accepts the socket and then says nothing
     registrations: int = 0
+    _later: set = field(default_factory=set)  # late replies on their way
     # Services that requests with another destination reach, as the real daemon routes them:
     # daemon name (chia_full_node) -> an object with body_for(endpoint, params).
     routes: dict[str, Any] = field(default_factory=dict)
+    # Routed services that run but answer this many seconds late (math.inf: never).
+    delays: dict[str, float] = field(default_factory=dict)
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=0)
@@ -60,6 +66,10 @@ class FakeDaemon:
             self.registrations += 1
             reply = {"ack": True, "command": command, "data": {"success": True},
                      "destination": data.get("service"), "origin": "daemon"}
+        elif command == "is_running":
+            reply = {"ack": True, "command": command, "destination": req.get("origin"), "origin": "daemon",
+                     "data": self.is_running(data.get("service")) if data else
+                     {"success": False, "error": 'is_running requires "data"'}}
         else:
             key = f"{command}-{data.get('service')}" if "service" in data else command
             recorded = self.bodies.get(key) or self.bodies.get(command)
@@ -71,6 +81,13 @@ class FakeDaemon:
         reply["request_id"] = req.get("request_id")
         await ws.send_json(reply)
 
+    def is_running(self, name: str | None) -> dict:
+        """The daemon's answer: true for a service that is up. The recorded stack ran the
+        simulator, launched as chia_full_node_simulator and registered as chia_full_node: the
+        real daemon says true for both, and so does this one while the full node is up."""
+        up = name in self.routes or (name == "chia_full_node_simulator" and "chia_full_node" in self.routes)
+        return {"is_running": up, "service_name": name, "success": True}
+
     async def route(self, req: dict, destination: str) -> None:
         """Forward a request to a service and its reply back to the sender's registered name.
 
@@ -79,6 +96,20 @@ class FakeDaemon:
         service = self.routes.get(destination)
         if service is None:
             return
+        delay = self.delays.get(destination, 0.0)
+        if delay == math.inf:
+            return
+        if delay:
+            async def later() -> None:
+                await asyncio.sleep(delay)
+                await self.route_now(service, req, destination)
+            task = asyncio.get_running_loop().create_task(later())
+            self._later.add(task)
+            task.add_done_callback(self._later.discard)
+            return
+        await self.route_now(service, req, destination)
+
+    async def route_now(self, service: Any, req: dict, destination: str) -> None:
         body = service.body_for(req.get("command"), req.get("data") or {})
         if body is None:
             body = {"success": False, "error": f"unknown_command {req.get('command')}"}
@@ -131,6 +162,8 @@ class FakeDaemon:
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def stop(self) -> None:
+        for task in list(self._later):
+            task.cancel()
         await self.drop_all()
         if self.runner is not None:
             await self.runner.cleanup()

@@ -1,5 +1,5 @@
 """The DataLayer beside the real stack: a store created and confirmed on the simulator chain,
-seen by the exporter with no configuration but CHIA_ROOT."""
+seen by the exporter with no configuration but CHIA_ROOT, over HTTPS and through the daemon."""
 
 from __future__ import annotations
 
@@ -64,4 +64,22 @@ def test_data_layer_stores_with_zero_config(chia_stack, data_layer, run_exporter
     assert got["chia_data_layer_store_synced" + key] == float(status["generation"] == status["target_generation"])
     assert got["chia_data_layer_store_root_timestamp_seconds" + key] > 1.7e9
     assert got['chia_version_info{component="data_layer",version="2.7.5"}'] == 1.0
+    promtool_check(text)
+
+
+def test_data_layer_through_the_daemon(chia_stack, data_layer, run_exporter):
+    """The same families with every request routed by the daemon to chia_data_layer."""
+    exporter = run_exporter("--transport", "daemon")
+    text = exporter.wait_for(lambda t: 'chia_exporter_collector_success{collector="data_layer"} 1.0' in t, timeout=60)
+    got = samples(text)
+    assert got["chia_data_layer_owned_stores"] == len(data_layer)
+    assert got["chia_data_layer_subscriptions"] >= 0
+    store = data_layer[0]
+    status = chia_stack.rpc("data_layer", "get_sync_status", {"id": store})["sync_status"]
+    key = f'{{owned="1",store_id="{store}"}}'
+    assert got["chia_data_layer_store_generation" + key] == status["generation"]
+    assert got["chia_data_layer_store_root_timestamp_seconds" + key] > 1.7e9
+    assert got['chia_version_info{component="data_layer",version="2.7.5"}'] == 1.0
+    calls = {k: v for k, v in got.items() if k.startswith('chia_exporter_rpc_requests_total{collector="data_layer"')}
+    assert calls and all('outcome="ok"' in k for k in calls), calls
     promtool_check(text)
