@@ -6,13 +6,14 @@ import logging
 from typing import Iterable, Iterator
 
 import aiohttp
+from prometheus_client import ProcessCollector
 from prometheus_client.core import Metric
 from prometheus_client.registry import CollectorRegistry
 
 from exporter.collectors import build
-from exporter.collectors.base import Collector
+from exporter.collectors.base import Collector, EventState
 from exporter.config import Config
-from exporter.daemon_ws import DaemonRpc, EventDispatcher, EventStream, StreamRpc, render_stream
+from exporter.daemon_ws import DESTINATIONS, DaemonRpc, EventDispatcher, EventStream, StreamRpc, render_stream
 from exporter.rpc import RpcClient, RpcStats, TlsFiles
 from exporter.scheduler import Clock, CollectorRunner, Scheduler
 from exporter.self_metrics import render_self_metrics
@@ -21,13 +22,15 @@ log = logging.getLogger(__name__)
 
 # Events the daemon sends only to wallet_ui that the exporter wants.
 WALLET_UI_ONLY_COMMANDS = frozenset({"failed_partial"})
+# The collector polling the service that sends events as ORIGIN (the daemon's service names).
+COLLECTOR_OF_ORIGIN = {origin: name for name, origin in DESTINATIONS.items()}
 
 
 class Exporter:
     """Everything that runs; ``start``/``stop`` bracket its life inside the aiohttp app."""
 
     def __init__(self, config: Config, clock: Clock | None = None,
-                 collectors: list[Collector] | None = None) -> None:
+                 collectors: list[Collector] | None = None, process_metrics: bool = True) -> None:
         self.config = config
         self.clock = clock or Clock()
         self.stats = RpcStats()
@@ -41,6 +44,8 @@ class Exporter:
         self.partials: EventStream | None = None  # the wallet_ui socket, for failed_partial only
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_RegistryBridge(self))
+        if process_metrics:  # process_cpu_seconds_total, process_resident_memory_bytes, open fds, …
+            ProcessCollector(registry=self.registry)
 
     async def start(self, background: bool = True) -> None:
         """Open the pool and build the runners; ``background=False`` (tests) starts no loops."""
@@ -106,14 +111,26 @@ class Exporter:
         families: list[Metric] = list(render_self_metrics(self.runners, self.stats))
         families.extend(render_stream(self.events))
         families.extend(self.dispatcher.render())
+        if self.events is not None:
+            families.extend(self.dispatcher.render_states(self.shows_events_of))
         for runner in self.runners:
             if runner.fresh():
                 families.extend(runner.collector.render(runner.snapshot))
         yield from merge_families(families)
 
-    def generation(self) -> int:
-        """Changes whenever a poll finishes or an event arrives: what /metrics shows may differ."""
-        return sum(r.polls for r in self.runners) + sum(self.dispatcher.events.values())
+    def shows_events_of(self, state: EventState) -> bool:
+        """Event families appear once their service is known to be on this host: it has sent an
+        event, or its collector has polled it. A harvester-only host shows no zero block counts."""
+        if state.origin in self.dispatcher.last_event:
+            return True
+        runner = self.runner(COLLECTOR_OF_ORIGIN.get(state.origin, ""))
+        return runner is not None and runner.last_success is not None
+
+    def generation(self) -> tuple:
+        """Changes whenever a poll finishes, an event arrives or a WebSocket goes up or down:
+        what /metrics shows may differ."""
+        streams = tuple((s.connected, s.reconnects) for s in (self.events, self.partials) if s is not None)
+        return sum(r.polls for r in self.runners), sum(self.dispatcher.events.values()), streams
 
     def health(self) -> dict:
         return {

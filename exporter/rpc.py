@@ -74,7 +74,9 @@ class RpcError(Exception):
         super().__init__(f"{endpoint}: {outcome}: {detail}")
 
 
-SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError)
+# What a body of the wrong shape raises while parsed: a missing or mistyped field, a number too
+# large for an int (OverflowError), JSON nested past the parser's depth (RecursionError).
+SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RecursionError)
 
 
 async def counted(stats: RpcStats, collector: str, endpoint: str, body: Awaitable[Any],
@@ -193,8 +195,10 @@ class RpcClient:
         return await counted(self.stats, self.collector, endpoint, body(), parse)
 
     async def call_raw(self, endpoint: str, params: dict[str, Any] | None = None,
-                       parse: Callable[[bytearray], Awaitable[T]] | None = None) -> T:
-        """Like :meth:`call` for large bodies: ``parse`` gets the raw bytes and may await."""
+                       parse: Callable[[bytearray], Awaitable[T]] | None = None,
+                       parse_body: Callable[[dict], T] | None = None) -> T:
+        """Like :meth:`call` for large bodies: ``parse`` gets the raw bytes and may await.
+        (``parse_body``, the same reduction from a decoded body, is for transports that decode.)"""
         check_allowed(self.service, endpoint)
 
         async def parsed() -> T:
@@ -244,7 +248,7 @@ async def _read_capped(resp: aiohttp.ClientResponse, cap: int, endpoint: str) ->
 def _decode(endpoint: str, body: bytes | bytearray) -> dict:
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise RpcError("bad_response", endpoint, f"not JSON ({len(body)} bytes)") from None
     return check_success(endpoint, data)
 

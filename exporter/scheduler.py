@@ -40,6 +40,7 @@ class CollectorRunner:
     duration: float | None = None
     last_success: float | None = None  # wall time
     last_error: str | None = None
+    last_outcome: str | None = None  # of the last failed poll: an RPC outcome, or "error"
     polls: int = 0
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _last_poll_end: float = 0.0
@@ -50,9 +51,11 @@ class CollectorRunner:
 
     @property
     def absent(self) -> bool:
-        """A service this host does not run: never answered, and refuses connections."""
-        return (self.collector.shown_once_seen and self.last_success is None
-                and self.last_error is not None and "refused" in self.last_error)
+        """A service this host does not run: on by default only, it has refused every connection
+        since the exporter started. Once it has answered, or when the user asked for it, a refused
+        connection is a failure."""
+        return (not self.collector.config.required and self.last_success is None
+                and self.last_error is not None and self.last_outcome == "refused")
 
     @property
     def state(self) -> str:
@@ -77,14 +80,17 @@ class CollectorRunner:
         try:
             snapshot = await asyncio.wait_for(self.collector.fetch(self.rpc), self.collector.config.timeout)
         except asyncio.TimeoutError:
-            self._failed(f"poll took longer than {self.collector.config.timeout:g}s")
+            self._failed(f"poll took longer than {self.collector.config.timeout:g}s", "timeout")
         except RpcError as e:
-            self._failed(str(e), quiet=e.outcome == "refused")
-        except NotAllowedError:
+            self._failed(str(e), e.outcome)
+        except NotAllowedError as e:
+            # A programming error, never a service's fault: say so loudly and stop this loop.
+            log.critical("collector %s stopped: %s", self.name, e)
+            self._failed(f"stopped: {e}", "error")
             raise
         except Exception as e:  # a bug must not end the loop; it is logged with its traceback
             log.exception("collector %s: unexpected error", self.name)
-            self._failed(f"{type(e).__name__}: {e}")
+            self._failed(f"{type(e).__name__}: {e}", "error")
         else:
             self.snapshot = snapshot
             self.success = True
@@ -95,19 +101,21 @@ class CollectorRunner:
             self.polls += 1
             self._last_poll_end = self.clock.monotonic()
 
-    def _failed(self, reason: str, quiet: bool = False) -> None:
-        # A service that is simply not running is expected on many hosts: say it once at info.
-        if self.success or self.polls == 0 or reason != self.last_error:
-            (log.info if quiet else log.warning)("collector %s failed: %s", self.name, reason)
+    def _failed(self, reason: str, outcome: str) -> None:
+        news = self.success or self.polls == 0 or reason != self.last_error  # log a change, not a repeat
         self.success = False
-        self.last_error = reason
+        self.last_error, self.last_outcome = reason, outcome
+        if news:  # a service that is simply not installed here is expected on many hosts: info
+            (log.info if self.absent else log.warning)("collector %s failed: %s", self.name, reason)
 
     async def run_forever(self) -> None:
         interval = self.collector.config.interval
         while True:
             started = self.clock.monotonic()
-            await self.poll_once()
+            # Cleared before the poll: a refresh asked for while it runs (a coin_added after the
+            # balance was read) gets a poll of its own.
             self._wake.clear()
+            await self.poll_once()
             delay = max(0.0, started + interval - self.clock.monotonic())
             try:
                 await asyncio.wait_for(self._wake.wait(), delay)
@@ -123,15 +131,19 @@ class Scheduler:
     def __init__(self, runners: list[CollectorRunner]) -> None:
         self.runners = runners
         self.tasks: list[asyncio.Task] = []
+        self.started = False
 
     @property
     def running(self) -> bool:
-        return bool(self.tasks) and not any(t.done() for t in self.tasks)
+        """Started, and no poll loop has ended (an events-only exporter has no loops at all)."""
+        return self.started and not any(t.done() for t in self.tasks)
 
     def start(self) -> None:
+        self.started = True
         self.tasks = [asyncio.create_task(r.run_forever(), name=f"poll-{r.name}") for r in self.runners]
 
     async def stop(self) -> None:
+        self.started = False
         for t in self.tasks:
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)

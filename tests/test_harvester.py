@@ -10,6 +10,7 @@ import pytest
 import exporter.collectors.harvester as harvester
 from benchmarks.synthetic_farm import plots_body
 from exporter.collectors.harvester import parse_plots
+from exporter.rpc import SHAPE_ERRORS, RpcError
 from tests.fakes.services import SHARED_FIXTURES
 
 
@@ -30,8 +31,14 @@ def counts_of(result) -> dict:
     return out
 
 
+@pytest.fixture
+def always_batched(monkeypatch):
+    """Cut even small bodies into batches (by default they are parsed whole)."""
+    monkeypatch.setattr(harvester, "WHOLE_BODY_BYTES", 0)
+
+
 @pytest.mark.parametrize("batch", [300, 5000, 1 << 20])
-async def test_batches_count_every_plot_once(batch, monkeypatch):
+async def test_batches_count_every_plot_once(batch, monkeypatch, always_batched):
     monkeypatch.setattr(harvester, "BATCH_BYTES", batch)
     body = plots_body(2500)
     result = await parse_plots(bytearray(body))
@@ -40,15 +47,37 @@ async def test_batches_count_every_plot_once(batch, monkeypatch):
     assert sum(size for _, _, size in result.by_kind) == sum(p["file_size"] for p in json.loads(body)["plots"])
 
 
-async def test_a_separator_inside_a_file_name_falls_back_to_one_by_one(monkeypatch):
-    monkeypatch.setattr(harvester, "BATCH_BYTES", 200)
+@pytest.mark.parametrize("name", ["/mnt/a/}, {odd}, {name-ü.plot", "/mnt/b/}, {.plot", '/mnt/c/}], "success": x.plot'])
+@pytest.mark.parametrize("where", [5, 200, 299])
+async def test_a_cut_inside_a_file_name_moves_to_the_next_boundary(name, where, monkeypatch, always_batched):
     data = json.loads(plots_body(300))
-    data["plots"][5]["filename"] = "/mnt/a/}, {odd}, {name-ü.plot"
-    data["plots"][200]["filename"] = "/mnt/b/}, {.plot"
+    data["plots"][where]["filename"] = name
     body = json.dumps(data, sort_keys=True, ensure_ascii=False).encode()
+    # The first cut lands on the separator inside the name (where the name holds one).
+    at = body.find(name.encode())
+    inside = body.find(harvester.PLOT_SEPARATOR, at, at + len(name.encode()))
+    start = body.find(harvester.PLOTS_KEY) + len(harvester.PLOTS_KEY)
+    monkeypatch.setattr(harvester, "BATCH_BYTES", max(1, (inside if inside > 0 else at) - start - 1))
     result = await parse_plots(body)
     assert result.total == 300
     assert counts_of(result) == counts_by_plain_json(body)
+
+
+async def test_small_bodies_are_parsed_whole(monkeypatch):
+    calls = []
+    monkeypatch.setattr(harvester, "_one_by_one", lambda *a: calls.append(a))
+    body = plots_body(1000)
+    assert len(body) < harvester.WHOLE_BODY_BYTES
+    assert (await parse_plots(body)).total == 1000
+    assert calls == []
+
+
+async def test_success_false_keeps_chia_error_text():
+    from exporter.rpc import RpcError
+
+    with pytest.raises(RpcError) as e:
+        await parse_plots(b'{"error": "plot manager not started", "success": false}')
+    assert e.value.outcome == "error" and "plot manager not started" in str(e.value)
 
 
 async def test_v2_size_is_decoded_never_printed_as_k():
@@ -65,14 +94,13 @@ async def test_v2_size_is_decoded_never_printed_as_k():
     b"", b"not json", b'{"plots": [', b'{"plots": [{"size": 32}]}', b'{"success": true, "plots": [1, 2]}',
     b'{"failed_to_open_filenames": [], "not_found_filenames": [], "plots": [{"size": "32", "file_size": 1, '
     b'"compression_level": 0, "pool_contract_puzzle_hash": null, "filename": "x"}], "success": true}',
-    b'{"plots": [], "success": false}',
 ])
 async def test_bad_bodies_raise_shape_errors_only(body):
-    with pytest.raises((ValueError, TypeError, KeyError, AttributeError, IndexError)):
+    with pytest.raises((*SHAPE_ERRORS, RpcError)):
         await parse_plots(bytearray(body))
 
 
-async def test_the_loop_keeps_running_during_a_large_parse(monkeypatch):
+async def test_the_loop_keeps_running_during_a_large_parse(monkeypatch, always_batched):
     monkeypatch.setattr(harvester, "BATCH_BYTES", 64 * 1024)
     body = bytearray(plots_body(20000))
     ticks = 0
@@ -89,35 +117,61 @@ async def test_the_loop_keeps_running_during_a_large_parse(monkeypatch):
     assert ticks >= 100  # the parse yielded between its ~180 batches
 
 
-async def test_get_plots_is_fetched_only_when_the_plot_count_changed(fake_farm_factory):
+async def harvester_runner(fake_farm_factory, **flags):
     from exporter.app import Exporter
     from tests.harness import config_for
 
     farm = await fake_farm_factory()
-    exporter = Exporter(config_for(farm.root.path, **{"events.enabled": False}))
+    exporter = Exporter(config_for(farm.root.path, **flags))
     await exporter.start(background=False)
+    runner = exporter.runner("harvester")
+    now = [1000.0]
+    runner.collector._monotonic = lambda: now[0]
+
+    def calls() -> int:
+        return sum(1 for endpoint, _ in farm.services["harvester"].calls if endpoint == "get_plots")
+    return exporter, runner, now, calls
+
+
+async def test_get_plots_is_fetched_when_the_count_changed_at_most_once_a_gap(fake_farm_factory):
+    exporter, runner, now, calls = await harvester_runner(fake_farm_factory, **{"events.enabled": False})
+    collector = runner.collector
+    info = {"time": 0.01, "eligible_plots": 1, "found_proofs": 0}
     try:
-        runner = exporter.runner("harvester")
-        collector = runner.collector
-        now = [1000.0]
-        collector._monotonic = lambda: now[0]
-        calls = lambda: sum(1 for endpoint, _ in farm.services["harvester"].calls if endpoint == "get_plots")  # noqa: E731
-        info = {"time": 0.01, "eligible_plots": 1, "found_proofs": 0}
         await runner.poll_once()
         assert calls() == 1
-        collector.events.handle("farming_info", {**info, "total_plots": 6}, now=1.0)  # same count as get_plots
-        await runner.poll_once()
-        assert calls() == 1
-        collector.events.handle("farming_info", {**info, "total_plots": 7}, now=2.0)  # a plot was added
-        await runner.poll_once()
-        assert calls() == 2
-        collector.events.handle("farming_info", {**info, "total_plots": 6}, now=3.0)  # matches the new list
+        # Plots being copied in: the count moves at every signage point, the list is not refetched.
+        for i in range(20):
+            collector.events.handle("farming_info", {**info, "total_plots": 7 + i}, now=float(i))
+            now[0] += 10
+            await runner.poll_once()
+        assert calls() == 1, "get_plots again within PLOTS_MIN_GAP"
+        assert runner.success
+        now[0] += harvester.PLOTS_MIN_GAP  # the gap is over and the count differs: recount once
         await runner.poll_once()
         await runner.poll_once()
         assert calls() == 2
-        now[0] += harvester.PLOTS_MAX_AGE + 1  # an hour on: recount even if the count is the same
+        collector.events.handle("farming_info", {**info, "total_plots": 6}, now=30.0)  # matches the list
+        now[0] += harvester.PLOTS_MIN_GAP + 1
+        await runner.poll_once()
+        assert calls() == 2, "the count is the same: no refetch"
+        now[0] += harvester.PLOTS_MAX_AGE  # an hour on: recount even if the count is the same
         await runner.poll_once()
         assert calls() == 3
         assert runner.success
+    finally:
+        await exporter.stop()
+
+
+async def test_without_a_plot_count_the_list_is_refetched_every_gap(fake_farm_factory):
+    exporter, runner, now, calls = await harvester_runner(fake_farm_factory, **{"events.enabled": False})
+    try:
+        await runner.poll_once()
+        now[0] += harvester.PLOTS_MIN_GAP / 2
+        await runner.poll_once()
+        assert calls() == 1
+        now[0] += harvester.PLOTS_MIN_GAP
+        await runner.poll_once()
+        assert calls() == 2
     finally:
         await exporter.stop()

@@ -30,9 +30,6 @@ class Collector(ABC, Generic[S]):
     name: ClassVar[str]
     #: the service whose endpoints it may call (a key of rpc.READ_ONLY_ENDPOINTS)
     service: ClassVar[str]
-    #: for services many hosts do not run: until the first success, a refused connection means
-    #: "not here", and the collector stays out of the self-metrics instead of failing forever
-    shown_once_seen: ClassVar[bool] = False
 
     def __init__(self, config: CollectorConfig) -> None:
         self.config = config

@@ -1,6 +1,7 @@
 """Crawler (seeder): how many peers the network has, and on which versions.
 
-Polls ``get_peer_counts`` when enabled (off by default: only network operators run a crawler)
+Polls ``get_peer_counts`` where config.yaml has a crawler section, shown only once the crawler has
+answered (only network operators run one: elsewhere its refused port is "absent", not failing),
 and consumes ``crawl_batch_completed`` events, which carry the same counts; the newer of the two
 is shown. Example::
 

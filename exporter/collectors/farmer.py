@@ -133,9 +133,10 @@ class FarmerCollector(Collector[FarmerSnapshot]):
         self.events = events  # harvester rows follow harvester_update / harvester_removed at once
 
     async def fetch(self, rpc) -> FarmerSnapshot:
+        asked_at = self.events.sequence if self.events is not None else 0
         harvesters = await rpc.call("get_harvesters_summary", parse=parse_harvesters)
         if self.events is not None:
-            self.events.polled_harvesters({h.node_id for h in harvesters})
+            self.events.polled_harvesters(asked_at)
         return FarmerSnapshot(
             harvesters=harvesters,
             connections=await optional(rpc.call("get_connections", parse=parse_connection_types)),
@@ -252,13 +253,17 @@ class FarmerEvents(EventState):
         self.last_signage_point_index: int | None = None
         self.proofs_declared = 0
         self.activity: dict[str, HarvesterActivity] = {}
-        self.updates: dict[str, tuple[float, HarvesterSummary]] = {}  # harvester_update since the last poll
-        self.removed: dict[str, float] = {}  # node_id -> when harvester_removed came
+        # Pushed harvester changes, stamped with the event sequence number: a poll asked after one
+        # came supersedes it; one that came while the poll was in flight is newer than its answer.
+        self.sequence = 0
+        self.updates: dict[str, tuple[int, HarvesterSummary]] = {}  # harvester_update since the last poll
+        self.removed: dict[str, int] = {}  # node_id -> when harvester_removed came
         self.partials_submitted: dict[tuple[str, str], int] = {}
         self.partials_failed: dict[str, int] = {}  # by p2_singleton_puzzle_hash
         self.pool_names: dict[str, tuple[str, str]] = {}  # p2_singleton_puzzle_hash -> (launcher_id, pool_url)
 
     def handle(self, command: str, data: dict, now: float) -> None:
+        self.sequence += 1
         if command == "new_signage_point":
             sp = data["signage_point"]
             index = as_int(sp["signage_point_index"])
@@ -285,11 +290,11 @@ class FarmerEvents(EventState):
             self.proofs_declared += 1
         elif command == "harvester_update":
             h = HarvesterSummary.parse(data)
-            self.updates[h.node_id] = (now, h)
+            self.updates[h.node_id] = (self.sequence, h)
             self.removed.pop(h.node_id, None)
         elif command == "harvester_removed":
             node_id = str(data["node_id"])
-            self.removed[node_id] = now
+            self.removed[node_id] = self.sequence
             self.updates.pop(node_id, None)
             self.activity.pop(node_id, None)
         elif command == "submitted_partial":
@@ -301,13 +306,12 @@ class FarmerEvents(EventState):
             if key in self.partials_failed or len(self.partials_failed) < MAX_POOLS_FROM_EVENTS:
                 self.partials_failed[key] = self.partials_failed.get(key, 0) + 1
 
-    def polled_harvesters(self, node_ids: set[str]) -> None:
-        """A poll is the truth as of now: drop pushed updates and removals it has caught up with."""
-        self.updates.clear()
-        for node_id in list(self.removed):
-            if node_id in node_ids:
-                continue  # reconnected since: the poll lists it again
-            del self.removed[node_id]
+    def polled_harvesters(self, asked_at: int) -> None:
+        """A poll asked at event sequence ``asked_at`` is the truth as of then: drop the pushed
+        updates and removals it has caught up with (a harvester that reconnected after its
+        removal is listed by the poll again), keep those that came while it was in flight."""
+        self.updates = {n: u for n, u in self.updates.items() if u[0] > asked_at}
+        self.removed = {n: seq for n, seq in self.removed.items() if seq > asked_at}
 
     def current_harvesters(self, polled: dict[str, HarvesterSummary]) -> dict[str, HarvesterSummary]:
         merged = dict(polled)
@@ -343,9 +347,11 @@ class FarmerEvents(EventState):
         yield labelled("chia_farmer_harvester_last_response_timestamp_seconds",
                        "Unix time of a harvester's last signage point response (new_farming_info).",
                        ["node_id"], (((n,), a.last_response) for n, a in rows))
+        # Every plot NFT the pool state lists starts at 0, so that increase() sees the first partial.
+        known = dict.fromkeys(self.pool_names.values(), 0)
         yield counter_family("chia_farmer_partials_submitted", "Partials the farmer submitted to a pool (submitted_partial event).",
-                             ["launcher_id", "pool_url"], sorted(self.partials_submitted.items()))
-        failed: dict[tuple[str, str], int] = {}
+                             ["launcher_id", "pool_url"], sorted({**known, **self.partials_submitted}.items()))
+        failed: dict[tuple[str, str], int] = dict(known)
         for p2, n in self.partials_failed.items():
             # A plot NFT the farmer's pool state has not named yet is counted under its p2 hash.
             key = self.pool_names.get(p2, (p2, ""))

@@ -29,6 +29,7 @@ LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 @dataclass(frozen=True)
 class BlockchainState:
+    initialized: bool  # False while the node is still loading its database: only sync is known
     synced: bool
     sync_mode: bool
     sync_tip_height: int
@@ -42,7 +43,7 @@ class BlockchainState:
     average_block_time: float | None
     mempool_size: int
     mempool_cost: int
-    mempool_fees: int
+    mempool_fees: int | None  # absent while the node starts
     mempool_max_total_cost: int
     mempool_min_fee: float | None
     block_max_cost: int | None
@@ -53,9 +54,10 @@ class BlockchainState:
         sync, peak = s["sync"], s.get("peak")
         min_fees = s.get("mempool_min_fees") or {}
         return cls(
+            initialized=s.get("genesis_challenge_initialized") is not False,
             synced=as_bool(sync["synced"]),
             sync_mode=as_bool(sync["sync_mode"]),
-            sync_tip_height=as_int(sync["sync_tip_height"]),
+            sync_tip_height=as_int(sync["sync_tip_height"] or 0),  # null before a sync target is known
             sync_progress_height=as_int(sync["sync_progress_height"]),
             peak_height=as_int(peak["height"]) if peak else None,
             peak_timestamp=as_float(peak["timestamp"]) if peak and peak.get("timestamp") else None,
@@ -66,7 +68,7 @@ class BlockchainState:
             average_block_time=as_float(s["average_block_time"]) if s.get("average_block_time") is not None else None,
             mempool_size=as_int(s["mempool_size"]),
             mempool_cost=as_int(s["mempool_cost"]),
-            mempool_fees=as_int(s["mempool_fees"]),
+            mempool_fees=as_int(s["mempool_fees"]) if s.get("mempool_fees") is not None else None,
             mempool_max_total_cost=as_int(s["mempool_max_total_cost"]),
             mempool_min_fee=(as_float(min_fees["cost_5000000"]) if "cost_5000000" in min_fees else None),
             block_max_cost=as_int(s["block_max_cost"]) if s.get("block_max_cost") is not None else None,
@@ -155,27 +157,10 @@ class FullNodeCollector(Collector[FullNodeSnapshot]):
         yield gauge("chia_full_node_sync_mode", "1 while the full node is in long sync (sync.sync_mode)." + note, float(s.sync_mode))
         yield gauge("chia_full_node_sync_tip_height", "Height of the chain tip the node is syncing to (sync.sync_tip_height)." + note, s.sync_tip_height)
         yield gauge("chia_full_node_sync_progress_height", "Height the long sync has reached (sync.sync_progress_height)." + note, s.sync_progress_height)
-        if s.peak_height is not None:
-            yield gauge("chia_full_node_peak_height", "Height of the node's peak block (peak.height)." + note, s.peak_height)
-        if snap.peak_timestamp is not None:
-            yield gauge("chia_full_node_peak_timestamp_seconds",
-                        "Unix time of the last transaction block at or below the peak." + note, snap.peak_timestamp)
-        yield gauge("chia_full_node_difficulty", "Current difficulty (get_blockchain_state difficulty)." + note, s.difficulty)
-        yield gauge("chia_full_node_sub_slot_iters", "Current sub-slot iterations (sub_slot_iters)." + note, s.sub_slot_iters)
-        yield gauge("chia_full_node_netspace_bytes", "Estimated netspace in bytes (get_blockchain_state space)." + note, s.space)
-        if s.average_block_time is not None:
-            yield gauge("chia_full_node_average_block_time_seconds",
-                        "Average time between transaction blocks (average_block_time)." + note, s.average_block_time)
-        yield gauge("chia_full_node_mempool_items", "Spend bundles in the mempool (mempool_size)." + note, s.mempool_size)
-        yield gauge("chia_full_node_mempool_cost", "Total CLVM cost of the mempool (mempool_cost)." + note, s.mempool_cost)
-        yield gauge("chia_full_node_mempool_fees_mojos", "Total fees in the mempool, in mojos (1 XCH = 10^12 mojos)." + note, s.mempool_fees)
-        yield gauge("chia_full_node_mempool_max_total_cost", "Maximum total cost the mempool holds (mempool_max_total_cost)." + note, s.mempool_max_total_cost)
-        if s.mempool_min_fee is not None:
-            yield gauge("chia_full_node_mempool_min_fee_mojos_per_cost",
-                        "Minimum fee per cost to enter the mempool for a 5,000,000-cost spend (mempool_min_fees.cost_5000000)." + note,
-                        s.mempool_min_fee)
-        if s.block_max_cost is not None:
-            yield gauge("chia_full_node_block_max_cost", "Maximum CLVM cost of a block (block_max_cost)." + note, s.block_max_cost)
+        # A node still loading its database answers with zeros for difficulty, space and the
+        # mempool: it shows as not synced, never as a netspace of 0 bytes.
+        if s.initialized:
+            yield from self._render_chain(snap, note)
         if snap.connections is not None:
             yield connection_counts("chia_full_node_connections", "Full node peers by node type (get_connections)." + note,
                                     snap.connections)
@@ -196,6 +181,31 @@ class FullNodeCollector(Collector[FullNodeSnapshot]):
             yield gauge("chia_network_info", "The network the node is on (get_network_info).", 1,
                         {"network_name": snap.network.network_name, "network_prefix": snap.network.network_prefix})
         yield from version_info("full_node", snap.version)
+
+    def _render_chain(self, snap: FullNodeSnapshot, note: str) -> Iterator[Metric]:
+        s = snap.state
+        if s.peak_height is not None:
+            yield gauge("chia_full_node_peak_height", "Height of the node's peak block (peak.height)." + note, s.peak_height)
+        if snap.peak_timestamp is not None:
+            yield gauge("chia_full_node_peak_timestamp_seconds",
+                        "Unix time of the last transaction block at or below the peak." + note, snap.peak_timestamp)
+        yield gauge("chia_full_node_difficulty", "Current difficulty (get_blockchain_state difficulty)." + note, s.difficulty)
+        yield gauge("chia_full_node_sub_slot_iters", "Current sub-slot iterations (sub_slot_iters)." + note, s.sub_slot_iters)
+        yield gauge("chia_full_node_netspace_bytes", "Estimated netspace in bytes (get_blockchain_state space)." + note, s.space)
+        if s.average_block_time is not None:
+            yield gauge("chia_full_node_average_block_time_seconds",
+                        "Average time between transaction blocks (average_block_time)." + note, s.average_block_time)
+        yield gauge("chia_full_node_mempool_items", "Spend bundles in the mempool (mempool_size)." + note, s.mempool_size)
+        yield gauge("chia_full_node_mempool_cost", "Total CLVM cost of the mempool (mempool_cost)." + note, s.mempool_cost)
+        if s.mempool_fees is not None:
+            yield gauge("chia_full_node_mempool_fees_mojos", "Total fees in the mempool, in mojos (1 XCH = 10^12 mojos)." + note, s.mempool_fees)
+        yield gauge("chia_full_node_mempool_max_total_cost", "Maximum total cost the mempool holds (mempool_max_total_cost)." + note, s.mempool_max_total_cost)
+        if s.mempool_min_fee is not None:
+            yield gauge("chia_full_node_mempool_min_fee_mojos_per_cost",
+                        "Minimum fee per cost to enter the mempool for a 5,000,000-cost spend (mempool_min_fees.cost_5000000)." + note,
+                        s.mempool_min_fee)
+        if s.block_max_cost is not None:
+            yield gauge("chia_full_node_block_max_cost", "Maximum CLVM cost of a block (block_max_cost)." + note, s.block_max_cost)
 
 
 def database_sizes(db: Path | None) -> tuple[tuple[str, int], ...]:

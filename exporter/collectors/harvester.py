@@ -1,10 +1,12 @@
 """Harvester (the one beside this exporter): plots by kind, plot directories, lookups.
 
-Polls ``get_plots``, ``get_plot_directories``, ``get_connections`` and ``get_version``; consumes
-the harvester's ``farming_info`` events. ``get_plots`` lists every plot (about 600 bytes each:
-60 MB at 100k plots), so it is fetched only when the plot count the harvester reports in
-``farming_info`` changed, or when the last list is older than an hour, and parsed one plot at a
-time, yielding to the event loop, into counts per label set. Example::
+Polls ``get_plot_directories``, ``get_connections`` and ``get_version`` every interval, and
+``get_plots`` far less often; consumes the harvester's ``farming_info`` events. ``get_plots`` lists
+every plot (about 600 bytes each: 60 MB at 100k plots), so it is fetched when the plot count the
+harvester reports in ``farming_info`` changed (at most once every ``PLOTS_MIN_GAP``, however often
+the count moves while plots load or copy in), when the last list is an hour old, or, without the
+event stream, every ``PLOTS_MIN_GAP``. A large body is parsed in batches, yielding to the event
+loop, into counts per label set. Example::
 
     chia_harvester_plots{compression_level="0",k_size="32",plot_format="v1",pool_type="pool"} 812.0
     chia_harvester_lookup_duration_seconds_bucket{le="1.0"} 9821.0
@@ -26,9 +28,14 @@ from exporter.collectors.base import (
     histogram_family, labelled, optional, version_info,
 )
 from exporter.collectors.full_node import parse_connection_types, parse_version
+from exporter.rpc import check_success
 
 V2_FLAG = 0x80  # get_plots reports a v2 plot's size as 0x80 | strength
 PLOTS_MAX_AGE = 3600.0  # refetch the plot list at least this often, even when the count is the same
+# Never fetch the plot list more often than this: while a harvester loads 100k plots or plots are
+# copied in, its count moves at every signage point, and each get_plots holds the harvester's plot
+# lock that its lookups need.
+PLOTS_MIN_GAP = 300.0
 K_IN_FILENAME = re.compile(r"plot-k(\d+)-")
 
 PlotKey = tuple[str, str, str, str]  # k_size, plot_format, compression_level, pool_type
@@ -94,8 +101,11 @@ class _Tally:
 
 
 BATCH_BYTES = 1 << 20  # about 1,700 plots parsed by one json.loads
+# Up to this size one json.loads of the whole body (a few ms) is cheaper than cutting it.
+WHOLE_BODY_BYTES = 2 << 20
 PLOT_SEPARATOR = b"}, {"  # how Chia's json.dumps separates the plot objects
 PLOTS_KEY = b'"plots": ['
+PLOTS_END = b'}], "success": '  # the end of the plots array, with sorted keys
 SPACE = b" \n\r\t,"
 
 
@@ -109,12 +119,13 @@ async def parse_plots(body: bytes | bytearray) -> PlotCounts:
     that batch invalid JSON, which is then read one object at a time with ``raw_decode``. Any other
     layout falls back to one ``json.loads`` of the whole.
     """
-    start = body.find(PLOTS_KEY)
+    start = body.find(PLOTS_KEY) if len(body) > WHOLE_BODY_BYTES else -1
     if start < 0:
         return _parse_whole(body)
     tally = _Tally()
     pos = start + len(PLOTS_KEY)
     n = len(body)
+    end = body.rfind(PLOTS_END, max(pos, n - 4096))  # where the last plot object closes, if found
     while True:
         while pos < n and body[pos] in SPACE:
             pos += 1
@@ -123,26 +134,31 @@ async def parse_plots(body: bytes | bytearray) -> PlotCounts:
         if body[pos] == ord("]"):
             break
         cut = body.find(PLOT_SEPARATOR, pos + BATCH_BYTES)
+        if cut < 0 and end > pos:
+            cut = end  # the last stretch, up to the array's end
         batch = None
-        if cut > 0:
+        for _ in range(8):
+            if cut < 0:
+                break
             try:
                 batch = json.loads(b"[" + body[pos:cut + 1] + b"]")
-            except ValueError:
-                batch = None
+                break
+            except ValueError:  # a cut inside a string (a file name holding "}, {"): the next one
+                cut = body.find(PLOT_SEPARATOR, cut + 1) if cut != end else -1
+                if cut < 0 and end > pos:
+                    cut = end
         if batch is not None:
             pos = cut + 1
-        else:  # the last, short stretch, or a cut inside a string: one object at a time
-            batch, pos = _one_by_one(body, pos, cut + 1 if cut > 0 else n)
+        else:  # an unexpected layout: one object at a time, to the end of the array
+            batch, pos = _one_by_one(body, pos, n)
         tally.add_all(batch)
         await asyncio.sleep(0)  # let /metrics and the event stream run between batches
-    rest = json.loads(body[:start] + b'"plots": []' + body[pos + 1:])
-    if not isinstance(rest, dict) or rest.get("success") is not True:
-        raise ValueError("get_plots did not succeed")
+    rest = check_success("get_plots", json.loads(body[:start] + b'"plots": []' + body[pos + 1:]))
     return tally.result(rest)
 
 
 def _one_by_one(body: bytes | bytearray, pos: int, limit: int) -> tuple[list, int]:
-    """Plot objects from ``pos`` up to ``limit`` (or the end of the array), and where it stopped."""
+    """Plot objects from ``pos`` to the end of the array (within ``limit``), and where it stopped."""
     text = bytes(body[pos:limit]).decode()
     decoder = json.JSONDecoder()
     plots, i, n = [], 0, len(text)
@@ -157,9 +173,11 @@ def _one_by_one(body: bytes | bytearray, pos: int, limit: int) -> tuple[list, in
 
 
 def _parse_whole(body: bytes | bytearray) -> PlotCounts:
-    data = json.loads(body)
-    if not isinstance(data, dict) or data.get("success") is not True:
-        raise ValueError("get_plots did not succeed")
+    return plots_from_body(check_success("get_plots", json.loads(body)))  # success: false keeps Chia's error
+
+
+def plots_from_body(data: dict) -> PlotCounts:
+    """The counts of a decoded get_plots body (the daemon transport decodes it already)."""
     tally = _Tally()
     tally.add_all(data["plots"])
     return tally.result(data)
@@ -169,7 +187,7 @@ def _parse_whole(body: bytes | bytearray) -> PlotCounts:
 class HarvesterSnapshot:
     plots: PlotCounts
     directories: int | None
-    connections: tuple[int, ...] | None
+    connections: tuple[int, ...]
     version: str | None
 
 
@@ -185,41 +203,50 @@ class HarvesterCollector(Collector[HarvesterSnapshot]):
         self._monotonic = clock or time.monotonic
 
     def plots_outdated(self) -> bool:
-        if self._plots is None or self._monotonic() - self._plots_at > PLOTS_MAX_AGE:
+        if self._plots is None:
             return True
+        age = self._monotonic() - self._plots_at
+        if age > PLOTS_MAX_AGE:
+            return True
+        if age < PLOTS_MIN_GAP:
+            return False
         reported = self.events.total_plots if self.events is not None else None
+        # Without a count from the event stream, a change cannot be seen: recount every gap.
         return reported is None or reported != self._plots.total
 
     async def fetch(self, rpc) -> HarvesterSnapshot:
+        # The cheap call every poll makes decides whether the harvester answers at all (most polls
+        # do not fetch the plot list).
+        connections = await rpc.call("get_connections", parse=parse_connection_types)
         if self.plots_outdated():
-            self._plots = await rpc.call_raw("get_plots", parse=parse_plots)
+            self._plots = await rpc.call_raw("get_plots", parse=parse_plots, parse_body=plots_from_body)
             self._plots_at = self._monotonic()
         assert self._plots is not None
         return HarvesterSnapshot(
             plots=self._plots,
             directories=await optional(rpc.call("get_plot_directories", parse=lambda b: len(b["directories"]))),
-            connections=await optional(rpc.call("get_connections", parse=parse_connection_types)),
+            connections=connections,
             version=await optional(rpc.call("get_version", parse=parse_version)),
         )
 
     def render(self, snap: HarvesterSnapshot) -> Iterator[Metric]:
         note = self.cached_note()
+        listed = f" (recounted when the plot count changes, at most every {PLOTS_MIN_GAP:g}s, and hourly)"
         p = snap.plots
         labels = ["k_size", "plot_format", "compression_level", "pool_type"]
         yield labelled("chia_harvester_plots", "Plots this harvester farms, by k-size, format (v1, v2), compression and "
-                       "pool type (og, pool) (get_plots)." + note, labels, ((k, n) for k, n, _ in p.by_kind))
-        yield labelled("chia_harvester_plot_size_bytes", "Size on disk of this harvester's plots, in bytes (get_plots file_size)." + note,
+                       "pool type (og, pool) (get_plots)." + listed, labels, ((k, n) for k, n, _ in p.by_kind))
+        yield labelled("chia_harvester_plot_size_bytes", "Size on disk of this harvester's plots, in bytes (get_plots file_size)." + listed,
                        labels, ((k, size) for k, _, size in p.by_kind))
-        yield labelled("chia_harvester_v2_plots", "v2 plots by strength (get_plots size = 0x80 | strength)." + note,
+        yield labelled("chia_harvester_v2_plots", "v2 plots by strength (get_plots size = 0x80 | strength)." + listed,
                        ["strength"], (((str(s),), n) for s, n in p.by_strength))
-        yield gauge("chia_harvester_plots_failed_to_open", "Plot files the harvester failed to open (get_plots failed_to_open_filenames)." + note,
+        yield gauge("chia_harvester_plots_failed_to_open", "Plot files the harvester failed to open (get_plots failed_to_open_filenames)." + listed,
                     p.failed_to_open)
-        yield gauge("chia_harvester_plots_not_found", "Plot files the harvester no longer finds (get_plots not_found_filenames)." + note,
+        yield gauge("chia_harvester_plots_not_found", "Plot files the harvester no longer finds (get_plots not_found_filenames)." + listed,
                     p.not_found)
         if snap.directories is not None:
             yield gauge("chia_harvester_plot_directories", "Plot directories configured (get_plot_directories)." + note, snap.directories)
-        if snap.connections is not None:
-            yield connection_counts("chia_harvester_connections", "Harvester peers by node type (get_connections)." + note, snap.connections)
+        yield connection_counts("chia_harvester_connections", "Harvester peers by node type (get_connections)." + note, snap.connections)
         yield from version_info("harvester", snap.version)
 
 
@@ -227,8 +254,7 @@ class HarvesterEvents(EventState):
     origin = "chia_harvester"
     commands = frozenset({"farming_info"})
 
-    def __init__(self, exporter=None) -> None:
-        self.exporter = exporter
+    def __init__(self) -> None:
         self.lookups = Histogram(LOOKUP_BUCKETS)
         self.eligible = 0
         self.proofs = 0
@@ -240,10 +266,7 @@ class HarvesterEvents(EventState):
         self.lookups.observe(seconds)
         self.eligible += eligible
         self.proofs += proofs
-        changed = self.total_plots is not None and total != self.total_plots
-        self.total_plots = total
-        if changed and self.exporter is not None:
-            self.exporter.refresh("harvester")  # plots were added or removed: recount them soon
+        self.total_plots = total  # the collector's next poll recounts when this differs from its list
 
     def render(self, now: float) -> Iterator[Metric]:
         yield histogram_family("chia_harvester_lookup_duration_seconds",
@@ -259,7 +282,7 @@ class HarvesterEvents(EventState):
 
 
 def make_event_states(config, exporter) -> list[EventState]:
-    return [HarvesterEvents(exporter)]
+    return [HarvesterEvents()]
 
 
 def make_collector(config, states: list[EventState]) -> HarvesterCollector:

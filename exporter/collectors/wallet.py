@@ -20,10 +20,11 @@ from exporter.collectors.base import (
 )
 from exporter.collectors.full_node import parse_connection_types, parse_version
 
-# Chia's WalletType numbers (chia/wallet/util/wallet_types.py).
-WALLET_TYPES = {0: "standard", 1: "atomic_swap", 2: "authorized_payee", 3: "multi_sig", 4: "custody",
-                5: "cat_legacy", 6: "cat", 7: "recoverable", 8: "did", 9: "pooling", 10: "nft",
-                11: "data_layer", 12: "data_layer_offer", 13: "vc", 57: "crcat", 132: "rcat",
+# Chia's WalletType numbers (chia/wallet/util/wallet_types.py; DAO wallets, 14 and 15, existed in
+# releases before 2.5). An unknown number is shown as itself.
+WALLET_TYPES = {0: "standard", 2: "atomic_swap", 3: "authorized_payee", 4: "multi_sig", 5: "custody",
+                6: "cat", 7: "recoverable", 8: "did", 9: "pooling", 10: "nft", 11: "data_layer",
+                12: "data_layer_offer", 13: "vc", 14: "dao", 15: "dao_cat", 57: "crcat", 132: "rcat",
                 205: "remote", 209: "plotnft_2"}
 MOJO = "in mojos (1 XCH = 10^12 mojos)"
 
@@ -88,7 +89,7 @@ def parse_wallets(body: dict) -> tuple[str, dict[int, int]]:
 
 @dataclass(frozen=True)
 class WalletSnapshot:
-    sync: SyncStatus
+    sync: SyncStatus | None
     fingerprint: str
     height: int | None
     balances: tuple[Balance, ...] | None
@@ -102,10 +103,11 @@ class WalletCollector(Collector[WalletSnapshot]):
     service = "wallet"
 
     async def fetch(self, rpc) -> WalletSnapshot:
-        sync = await rpc.call("get_sync_status", parse=SyncStatus.parse)
+        # Without the logged-in key's wallets there is nothing to label: that call alone fails the
+        # poll; every other call loses only its own families.
         fingerprint, types = await rpc.call("get_wallets", parse=parse_wallets)
         return WalletSnapshot(
-            sync=sync, fingerprint=fingerprint,
+            sync=await optional(rpc.call("get_sync_status", parse=SyncStatus.parse)), fingerprint=fingerprint,
             height=await optional(rpc.call("get_height_info", parse=lambda b: as_int(b["height"]))),
             balances=await self._balances(rpc, types),
             farmed=await optional(rpc.call("get_farmed_amount", parse=FarmedAmount.parse)),
@@ -129,8 +131,9 @@ class WalletCollector(Collector[WalletSnapshot]):
     def render(self, snap: WalletSnapshot) -> Iterator[Metric]:
         note = self.cached_note()
         fp = {"fingerprint": snap.fingerprint}
-        yield gauge("chia_wallet_synced", "1 when the wallet is synced (get_sync_status synced)." + note, float(snap.sync.synced), fp)
-        yield gauge("chia_wallet_syncing", "1 while the wallet is syncing (get_sync_status syncing)." + note, float(snap.sync.syncing), fp)
+        if snap.sync is not None:
+            yield gauge("chia_wallet_synced", "1 when the wallet is synced (get_sync_status synced)." + note, float(snap.sync.synced), fp)
+            yield gauge("chia_wallet_syncing", "1 while the wallet is syncing (get_sync_status syncing)." + note, float(snap.sync.syncing), fp)
         if snap.height is not None:
             yield gauge("chia_wallet_height", "Height the wallet has synced to (get_height_info)." + note, snap.height, fp)
         if snap.balances is not None:
@@ -141,7 +144,8 @@ class WalletCollector(Collector[WalletSnapshot]):
                 return labelled(name, doc + note, labels, ((k, value(b)) for k, b in rows))
 
             yield per_wallet("chia_wallet_confirmed_balance_mojos", f"Confirmed balance of each wallet, {MOJO}; a CAT wallet counts "
-                             "its token's mojos, 1000 to a token (get_wallet_balances).", lambda b: b.confirmed)
+                             "its token's mojos, 1000 to a token; NFT wallets report 0 and a DID wallet its singleton's "
+                             "mojo (get_wallet_balances).", lambda b: b.confirmed)
             yield per_wallet("chia_wallet_unconfirmed_balance_mojos", f"Balance counting pending transactions, {MOJO}.", lambda b: b.unconfirmed)
             yield per_wallet("chia_wallet_spendable_balance_mojos", f"Balance that can be spent now, {MOJO}.", lambda b: b.spendable)
             yield per_wallet("chia_wallet_pending_change_mojos", f"Change still to come back from pending spends, {MOJO}.",

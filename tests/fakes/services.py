@@ -53,12 +53,14 @@ def load_set(name: str) -> dict[str, dict[str, Any]]:
 
 @dataclass
 class Fault:
-    """How an endpoint misbehaves: hang, delay, HTTP status, raw body."""
+    """How an endpoint misbehaves: hang, delay, HTTP status, raw body (``chunked``: streamed with no
+    Content-Length, so that only the bytes read can tell its size)."""
 
     hang: bool = False
     delay: float = 0.0
     status: int = 200
     raw: bytes | None = None
+    chunked: bool = False
 
 
 @dataclass
@@ -94,6 +96,14 @@ class FakeService:
                 await asyncio.sleep(fault.delay)
             if fault.status != 200:
                 return web.Response(status=fault.status, text="fault")
+            if fault.raw is not None and fault.chunked:
+                resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+                resp.enable_chunked_encoding()
+                await resp.prepare(request)
+                for i in range(0, len(fault.raw), 1024):
+                    await resp.write(fault.raw[i:i + 1024])
+                await resp.write_eof()
+                return resp
             if fault.raw is not None:
                 return web.Response(body=fault.raw, content_type="application/json")
         body = self.body_for(endpoint, params)
