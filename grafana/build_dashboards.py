@@ -4,9 +4,16 @@
     python grafana/build_dashboards.py
 
 Every panel's datasource is the `datasource` variable, every query is filtered by the `job` and
-`instance` variables, and units are set, so that the four dashboards stay consistent. The
-generated JSON is committed; a test checks that it is up to date and that every query parses and
-names only metrics the exporter serves (or recording rules).
+`instance` variables (the Harvesters dashboard also by `node_id`), and units are set, so that the
+four dashboards stay consistent. A panel never puts two units on one axis: a second unit goes to
+the right axis (an override by query) or to a panel of its own. The generated JSON is committed; a
+test checks that it is up to date and that every query parses and names only metrics the
+exporter serves (or recording rules).
+
+Money: XCH panels count only the wallets that hold XCH (`standard`, and `pooling`: a self-pooling
+plot NFT's claimable rewards), 10^12 mojos to the XCH. CAT wallets (`cat`, `crcat`, `rcat`)
+count their token's mojos, 1000 to a token, and have panels of their own. NFT and DID wallets
+have no balance worth showing.
 """
 
 from __future__ import annotations
@@ -17,34 +24,79 @@ from pathlib import Path
 OUT = Path(__file__).resolve().parent / "dashboards"
 DS = {"type": "prometheus", "uid": "${datasource}"}
 SEL = 'job=~"$job", instance=~"$instance"'
+HARVESTER = 'node_id=~"$node_id"'  # the Harvesters dashboard's harvester selector
+XCH_WALLETS = 'wallet_type=~"standard|pooling"'
+CAT_WALLETS = 'wallet_type=~"cat|crcat|rcat"'
+LE_5S = 'le="5.0"'  # the bucket of lookups that still made it: over 5 s loses the signage point
+XCH = "suffix: XCH"
+MOJO_PER_COST = "suffix: mojo/cost"
 
 
-def variables() -> dict:
-    def query_var(name: str, query: str) -> dict:
-        return {"name": name, "label": name, "type": "query", "datasource": DS, "refresh": 2, "includeAll": True,
-                "multi": True, "allValue": ".*", "current": {"text": "All", "value": "$__all"},
-                "query": {"query": query, "refId": name}, "definition": query, "sort": 1}
+def query_var(name: str, query: str, label: str | None = None, regex: str = "") -> dict:
+    return {"name": name, "label": label or name, "type": "query", "datasource": DS, "refresh": 2, "includeAll": True,
+            "multi": True, "allValue": ".*", "current": {"text": "All", "value": "$__all"},
+            "query": {"query": query, "refId": name}, "definition": query, "sort": 1, "regex": regex}
 
+
+def variables(extra: list[dict] | None = None) -> dict:
     return {"list": [
         {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
          "current": {}, "hide": 0},
         query_var("job", "label_values(chia_exporter_build_info, job)"),
         query_var("instance", 'label_values(chia_exporter_build_info{job=~"$job"}, instance)'),
+        *(extra or []),
     ]}
 
 
+def right_axis(ref: str, unit: str, **extra) -> dict:
+    """An override: the series of query `ref` on the right axis, in `unit`."""
+    props = [{"id": "unit", "value": unit}, {"id": "custom.axisPlacement", "value": "right"}]
+    props += [{"id": k, "value": v} for k, v in extra.items()]
+    return {"matcher": {"id": "byFrameRefID", "options": ref}, "properties": props}
+
+
+def by_name(name: str, **props) -> dict:
+    """An override for the table column called `name` (after the organize transformation)."""
+    return {"matcher": {"id": "byName", "options": name}, "properties": [{"id": k, "value": v} for k, v in props.items()]}
+
+
+THRESHOLD_RED_FROM_1 = {"mode": "absolute", "steps": [{"color": "green", "value": None}, {"color": "red", "value": 1}]}
+SYNC_MAPPING = {"mappings": [{"type": "value", "options": {"0": {"text": "NOT SYNCED", "color": "red"},
+                                                             "1": {"text": "Synced", "color": "green"}}}]}
+HARVESTER_SYNC_MAPPING = [{"type": "value", "options": {"0": {"text": "idle", "color": "green"},
+                                                        "1": {"text": "syncing plots", "color": "orange"}}}]
+UP_MAPPING = {"mappings": [{"type": "value", "options": {"0": {"text": "DOWN", "color": "red"},
+                                                           "1": {"text": "UP", "color": "green"}}}]}
+# Harvesters answer every signage point (~9 s); ChiaHarvesterSilent fires over 300 s.
+RESPONSE_AGE_THRESHOLDS = {"mode": "absolute", "steps": [{"color": "green", "value": None}, {"color": "orange", "value": 60},
+                                                         {"color": "red", "value": 300}]}
+
+
 class Board:
-    def __init__(self, uid: str, title: str, description: str) -> None:
+    def __init__(self, uid: str, title: str, description: str, extra_variables: list[dict] | None = None) -> None:
         self.uid, self.title, self.description = uid, title, description
+        self.extra_variables = extra_variables
         self.panels: list[dict] = []
+        self.into: list[dict] = self.panels  # where new panels go: the board, or a collapsed row
+        self.ids = 0
         self.y = 0
         self.x = 0
         self.row_h = 0
 
-    def row(self, title: str) -> None:
+    def _id(self) -> int:
+        self.ids += 1
+        return self.ids
+
+    def row(self, title: str, repeat: str | None = None, collapsed: bool = False) -> None:
+        """A row; the panels that follow belong to it. A collapsed row holds its panels and
+        queries nothing until opened (a row repeated for hundreds of harvesters stays cheap)."""
         self._newline()
-        self.panels.append({"type": "row", "title": title, "collapsed": False, "id": len(self.panels) + 1,
-                            "gridPos": {"h": 1, "w": 24, "x": 0, "y": self.y}, "panels": []})
+        row = {"type": "row", "title": title, "collapsed": collapsed, "id": self._id(),
+               "gridPos": {"h": 1, "w": 24, "x": 0, "y": self.y}, "panels": []}
+        if repeat:
+            row["repeat"] = repeat
+        self.panels.append(row)
+        self.into = row["panels"] if collapsed else self.panels
         self.y += 1
 
     def _newline(self) -> None:
@@ -63,7 +115,7 @@ class Board:
     def panel(self, kind: str, title: str, targets: list[tuple[str, str]], unit: str = "short", w: int = 6, h: int = 6,
               description: str = "", **options) -> None:
         panel = {
-            "id": len(self.panels) + 1, "type": kind, "title": title, "description": description, "datasource": DS,
+            "id": self._id(), "type": kind, "title": title, "description": description, "datasource": DS,
             "gridPos": self._place(w, h),
             "targets": [{"refId": chr(65 + i), "expr": expr, "legendFormat": legend, "datasource": DS,
                          **({"format": "table", "instant": True} if kind == "table" else {}),
@@ -76,7 +128,7 @@ class Board:
             panel["options"] = {"calculate": False, "yAxis": {"unit": unit}, "color": {"scheme": "Oranges", "mode": "scheme"},
                                 "cellGap": 1}
         panel.update(options)
-        self.panels.append(panel)
+        self.into.append(panel)
 
     def stat(self, title: str, expr: str, unit: str = "short", legend: str = "{{instance}}", **kw) -> None:
         self.panel("stat", title, [(expr, legend)], unit, w=kw.pop("w", 4), h=kw.pop("h", 4), **kw)
@@ -84,11 +136,31 @@ class Board:
     def series(self, title: str, targets: list[tuple[str, str]], unit: str = "short", **kw) -> None:
         self.panel("timeseries", title, targets, unit, w=kw.pop("w", 12), h=kw.pop("h", 8), **kw)
 
+    def table(self, title: str, labels: list[tuple[str, str]], columns: list[tuple[str, str, dict]], w: int = 24, h: int = 8,
+              description: str = "") -> None:
+        """An instant table: one row per label set, one named column per query.
+
+        labels: (label, column name) shown first, in this order; other labels are hidden.
+        columns: (query, column name, field properties such as unit or mappings).
+        """
+        rename = {label: name for label, name in labels}
+        rename.update({f"Value #{chr(65 + i)}": name for i, (_, name, _) in enumerate(columns)})
+        order = [label for label, _ in labels] + [f"Value #{chr(65 + i)}" for i in range(len(columns))]
+        self.panel("table", title, [(expr, name) for expr, name, _ in columns], "none", w=w, h=h, description=description,
+                   overrides=[by_name(name, **props) for _, name, props in columns if props],
+                   transformations=[
+                       {"id": "merge"},
+                       {"id": "organize", "options": {
+                           "excludeByName": {"Time": True, "__name__": True, "job": True},
+                           "indexByName": {name: i for i, name in enumerate(order)},
+                           "renameByName": rename}},
+                   ])
+
     def json(self) -> dict:
         return {
             "uid": self.uid, "title": self.title, "description": self.description, "tags": ["chia"],
             "editable": True, "schemaVersion": 39, "version": 1, "time": {"from": "now-6h", "to": "now"},
-            "refresh": "1m", "timezone": "", "templating": variables(), "panels": self.panels,
+            "refresh": "1m", "timezone": "", "templating": variables(self.extra_variables), "panels": self.panels,
             "annotations": {"list": []},
             "links": [{"title": "Chia dashboards", "type": "dashboards", "tags": ["chia"], "asDropdown": True}],
         }
@@ -99,8 +171,14 @@ def s(metric: str, extra: str = "") -> str:
     return f"{metric}{{{SEL}{', ' + extra if extra else ''}}}"
 
 
-SYNC_MAPPING = {"mappings": [{"type": "value", "options": {"0": {"text": "NOT SYNCED", "color": "red"},
-                                                             "1": {"text": "Synced", "color": "green"}}}]}
+def h(metric: str, extra: str = "") -> str:
+    """A selector for the harvesters the Harvesters dashboard's `node_id` variable selects."""
+    return s(metric, HARVESTER + (", " + extra if extra else ""))
+
+
+def with_host(expr: str) -> str:
+    """Give a node_id-only (event) series the harvester's host, from the farmer's summary."""
+    return f"({expr}) * ignoring (host) group_left (host) (0 * {h('chia_farmer_harvester_plots')} + 1)"
 
 
 def farm_overview() -> Board:
@@ -115,10 +193,11 @@ def farm_overview() -> Board:
     b.row("Farming")
     b.stat("Plots", f"chia:farm_plots{{{SEL}}}", "none")
     b.stat("Effective plot size", f"chia:farm_effective_plot_size_bytes{{{SEL}}}", "bytes")
+    b.stat("Share of netspace", f"chia:farm_effective_plot_size_bytes{{{SEL}}} / {s('chia_full_node_netspace_bytes')}",
+           "percentunit", defaults={"decimals": 6})
     b.stat("Signage points (1h)", f"sum by (instance) (increase({s('chia_farmer_signage_points_total')}[1h]))", "none")
     b.stat("Missed signage points (1h)", f"sum by (instance) (increase({s('chia_farmer_signage_points_missed_total')}[1h]))",
-           "none", defaults={"thresholds": {"mode": "absolute", "steps": [{"color": "green", "value": None},
-                                                                          {"color": "red", "value": 1}]}})
+           "none", defaults={"thresholds": THRESHOLD_RED_FROM_1})
     b.stat("Proofs declared (24h)", f"sum by (instance) (increase({s('chia_farmer_proofs_declared_total')}[24h]))", "none")
     b.stat("Last signage point index", s("chia_farmer_last_signage_point_index"), "none")
     b.series("Signage points per minute", [
@@ -138,13 +217,18 @@ def farm_overview() -> Board:
             "s", w=12, h=8)
     b.series("Plots and effective size", [
         (f"chia:farm_plots{{{SEL}}}", "plots {{instance}}"),
-    ], "none", w=12)
+        (f"chia:farm_effective_plot_size_bytes{{{SEL}}}", "effective size {{instance}}"),
+    ], "none", w=12, overrides=[right_axis("B", "bytes")],
+        description="Plots (left axis) and their effective size, compression counted (right axis).")
     b.series("Effective plot size vs. netspace share", [
         (f"chia:farm_effective_plot_size_bytes{{{SEL}}}", "effective size {{instance}}"),
-    ], "bytes", w=12)
+        (f"chia:farm_effective_plot_size_bytes{{{SEL}}} / {s('chia_full_node_netspace_bytes')}", "share of netspace {{instance}}"),
+    ], "bytes", w=12, overrides=[right_axis("B", "percentunit", decimals=6)],
+        description="Effective size (left axis) and the farm's share of the netspace (right axis): the chance to win each block.")
     b.row("Wallet and pools")
-    b.stat("Wallet balance (XCH)", f"chia:wallet_confirmed_balance_xch{{{SEL}}}", "none", legend="{{fingerprint}}", w=6)
-    b.stat("Farmed (XCH)", f"{s('chia_wallet_farmed_amount_mojos')} / 1e12", "none", legend="{{fingerprint}}", w=6)
+    b.stat("Wallet balance (XCH)", f"chia:wallet_confirmed_balance_xch{{{SEL}}}", XCH, legend="{{fingerprint}}", w=6,
+           description="Confirmed XCH in standard and pooling wallets; CAT, NFT and DID wallets are not XCH.")
+    b.stat("Farmed (XCH)", f"{s('chia_wallet_farmed_amount_mojos')} / 1e12", XCH, legend="{{fingerprint}}", w=6)
     b.stat("Blocks won", s("chia_wallet_blocks_won"), "none", legend="{{fingerprint}}", w=6)
     b.stat("Last block farmed", f"{s('chia_wallet_last_time_farmed_timestamp_seconds')} * 1000", "dateTimeFromNow",
            legend="{{fingerprint}}", w=6)
@@ -152,56 +236,102 @@ def farm_overview() -> Board:
         (s("chia_farmer_pool_points_found_24h"), "found {{pool_url}}"),
         (s("chia_farmer_pool_points_acknowledged_24h"), "acknowledged {{pool_url}}"),
     ], "none")
-    b.series("Partials per hour", [
-        (f"sum by (pool_url) (rate({s('chia_farmer_partials_submitted_total')}[$__rate_interval])) * 3600", "submitted {{pool_url}}"),
-        (f"sum by (pool_url) (rate({s('chia_farmer_partials_failed_total')}[$__rate_interval])) * 3600", "failed {{pool_url}}"),
-        (s("chia_farmer_pool_errors_24h"), "pool errors 24h {{pool_url}}"),
-    ], "none")
+    b.series("Partials per hour and pool errors", [
+        (f"sum by (pool_url) (rate({s('chia_farmer_partials_submitted_total')}[$__rate_interval])) * 3600", "submitted/h {{pool_url}}"),
+        (f"sum by (pool_url) (rate({s('chia_farmer_partials_failed_total')}[$__rate_interval])) * 3600", "failed/h {{pool_url}}"),
+        (s("chia_farmer_pool_errors_24h"), "pool errors (24h) {{pool_url}}"),
+    ], "none", overrides=[right_axis("C", "none")],
+        description="Partials per hour (left axis); errors the pool returned over the last 24 hours (right axis).")
     return b
 
 
 def harvesters() -> Board:
-    b = Board("chia-harvesters", "Chia / Harvesters", "One row per harvester, as the farmer sees it.")
+    node_id = query_var(
+        "node_id", f"query_result(max by (node_id, host) (chia_farmer_harvester_plots{{{SEL}}}))", label="Harvester",
+        # shows each harvester's host, selects its node_id (the farmer's summary labels sort host first)
+        regex='/host="(?<text>[^"]*)".*node_id="(?<value>[^"]*)"/')
+    b = Board("chia-harvesters", "Chia / Harvesters",
+              "Every harvester as the farmer sees it (node_id, host), one repeated row per selected harvester, "
+              "and this host's own harvester.", extra_variables=[node_id])
     b.row("All harvesters")
-    table_targets = [
-        (s("chia_farmer_harvester_plots"), "plots"),
-        (s("chia_farmer_harvester_effective_plot_size_bytes"), "effective size"),
-        (s("chia_farmer_harvester_plots_failed_to_open"), "failed"),
-        (s("chia_farmer_harvester_plots_no_key"), "no key"),
-        (s("chia_farmer_harvester_plots_duplicate"), "duplicates"),
-        (s("chia_farmer_harvester_syncing"), "syncing"),
-    ]
-    b.panel("table", "Harvesters", table_targets, "short", w=24, h=8,
-            transformations=[{"id": "merge"}, {"id": "organize", "options": {"excludeByName": {"Time": True, "__name__": True}}}])
-    b.series("Plots per harvester", [(s("chia_farmer_harvester_plots"), "{{host}} {{node_id}}")], "none")
-    b.series("Effective size per harvester", [(s("chia_farmer_harvester_effective_plot_size_bytes"), "{{host}} {{node_id}}")], "bytes")
+    b.table("Harvesters", [("host", "Host"), ("node_id", "Node ID"), ("instance", "Farmer")], [
+        (h("chia_farmer_harvester_plots"), "Plots", {}),
+        (h("chia_farmer_harvester_effective_plot_size_bytes"), "Effective size", {"unit": "bytes"}),
+        (h("chia_farmer_harvester_plot_size_bytes"), "Raw size", {"unit": "bytes"}),
+        (h("chia_farmer_harvester_plots_failed_to_open"), "Failed to open",
+         {"thresholds": THRESHOLD_RED_FROM_1, "custom.cellOptions": {"type": "color-text"}}),
+        (h("chia_farmer_harvester_plots_no_key"), "No key",
+         {"thresholds": THRESHOLD_RED_FROM_1, "custom.cellOptions": {"type": "color-text"}}),
+        (h("chia_farmer_harvester_plots_duplicate"), "Duplicates", {}),
+        (with_host(f"time() - {h('chia_farmer_harvester_last_response_timestamp_seconds')}"), "Last response",
+         {"unit": "s", "thresholds": RESPONSE_AGE_THRESHOLDS, "custom.cellOptions": {"type": "color-text"}}),
+        (h("chia_farmer_harvester_syncing"), "Plot sync", {"mappings": HARVESTER_SYNC_MAPPING,
+                                                           "custom.cellOptions": {"type": "color-text"}}),
+        (f"time() - {h('chia_farmer_harvester_last_sync_timestamp_seconds')}", "Last plot sync", {"unit": "s"}),
+    ], h=9, description="One row per harvester the farmer lists. Last response: seconds since it answered a signage point "
+                        "(empty once the exporter forgot a silent harvester; ChiaHarvesterSilent fires over 300 s).")
+    b.series("Plots per harvester", [(h("chia_farmer_harvester_plots"), "{{host}} {{node_id}}")], "none")
+    b.series("Effective size per harvester", [(h("chia_farmer_harvester_effective_plot_size_bytes"), "{{host}} {{node_id}}")],
+             "bytes")
     b.series("Failed, no-key and duplicate plots", [
-        (s("chia_farmer_harvester_plots_failed_to_open"), "failed {{host}}"),
-        (s("chia_farmer_harvester_plots_no_key"), "no key {{host}}"),
-        (s("chia_farmer_harvester_plots_duplicate"), "duplicate {{host}}"),
+        (h("chia_farmer_harvester_plots_failed_to_open"), "failed {{host}}"),
+        (h("chia_farmer_harvester_plots_no_key"), "no key {{host}}"),
+        (h("chia_farmer_harvester_plots_duplicate"), "duplicate {{host}}"),
     ], "none")
     b.series("Last response age", [
-        (f"time() - {s('chia_farmer_harvester_last_response_timestamp_seconds')}", "{{node_id}}"),
-    ], "s", description="Seconds since each harvester answered a signage point (alert over 300 s).")
-    b.series("Lookup time p95 per harvester", [(f"chia:harvester_lookup_duration_seconds:p95{{{SEL}}}", "{{node_id}}")], "s")
-    b.series("Share of lookups over 5 s", [(f"chia:harvester_lookups_over_5s:ratio_rate10m{{{SEL}}}", "{{node_id}}")], "percentunit")
-    b.panel("heatmap", "Lookup time heatmap (all harvesters)",
-            [(f"sum by (le) (increase({s('chia_farmer_harvester_lookup_duration_seconds_bucket')}[$__rate_interval]))", "{{le}}")],
+        (with_host(f"time() - {h('chia_farmer_harvester_last_response_timestamp_seconds')}"), "{{host}} {{node_id}}"),
+    ], "s", description="Seconds since each harvester answered a signage point (ChiaHarvesterSilent over 300 s).",
+        defaults={"thresholds": RESPONSE_AGE_THRESHOLDS, "custom": {"thresholdsStyle": {"mode": "line"}}})
+    b.series("Lookup time p95 per harvester",
+             [(with_host(f"chia:harvester_lookup_duration_seconds:p95{{{SEL}, {HARVESTER}}}"), "{{host}} {{node_id}}")], "s")
+    b.series("Lookups over 5 s (lost signage points) per hour", [
+        (with_host(f"increase({h('chia_farmer_harvester_lookup_duration_seconds_count')}[1h])"
+                   f" - ignoring (le) increase({h('chia_farmer_harvester_lookup_duration_seconds_bucket', LE_5S)}[1h])"),
+         "{{host}} {{node_id}}"),
+    ], "none", description="ChiaLookupsTooSlow: critical over 10 an hour, warning from 3 in 6 hours.")
+    b.panel("heatmap", "Lookup time heatmap (selected harvesters)",
+            [(f"sum by (le) (increase({h('chia_farmer_harvester_lookup_duration_seconds_bucket')}[$__rate_interval]))", "{{le}}")],
             "s", w=12, h=8)
     b.series("Plots passing the filter per minute", [
-        (f"sum by (node_id) (rate({s('chia_farmer_harvester_plots_passed_filter_total')}[$__rate_interval])) * 60", "{{node_id}}"),
+        (with_host(f"rate({h('chia_farmer_harvester_plots_passed_filter_total')}[$__rate_interval]) * 60"),
+         "{{host}} {{node_id}}"),
     ], "none")
-    b.series("Sync state and last plot sync", [
-        (s("chia_farmer_harvester_syncing"), "syncing {{host}}"),
-        (f"time() - {s('chia_farmer_harvester_last_sync_timestamp_seconds')}", "since last sync {{host}}"),
-    ], "none", w=24)
+    b.series("Plot sync", [
+        (h("chia_farmer_harvester_syncing"), "syncing {{host}}"),
+        (f"time() - {h('chia_farmer_harvester_last_sync_timestamp_seconds')}", "since last sync {{host}}"),
+    ], "none", w=24, overrides=[right_axis("B", "s")],
+        description="1 while the farmer syncs a harvester's plot list (left axis); time since the last completed sync (right).")
+
+    # One row per selected harvester (Grafana repeats it for each value of the node_id variable),
+    # collapsed: open the harvesters you want to look at.
+    b.row("Harvester ${node_id:text} (${node_id})", repeat="node_id", collapsed=True)
+    b.stat("Plots", h("chia_farmer_harvester_plots"), "none", legend="{{host}}", w=3)
+    b.stat("Effective size", h("chia_farmer_harvester_effective_plot_size_bytes"), "bytes", legend="{{host}}", w=3)
+    b.stat("Raw size", h("chia_farmer_harvester_plot_size_bytes"), "bytes", legend="{{host}}", w=3)
+    b.stat("Failed to open", h("chia_farmer_harvester_plots_failed_to_open"), "none", legend="{{host}}", w=3,
+           defaults={"thresholds": THRESHOLD_RED_FROM_1})
+    b.stat("No key", h("chia_farmer_harvester_plots_no_key"), "none", legend="{{host}}", w=3,
+           defaults={"thresholds": THRESHOLD_RED_FROM_1})
+    b.stat("Duplicates", h("chia_farmer_harvester_plots_duplicate"), "none", legend="{{host}}", w=3)
+    b.stat("Last response", f"time() - {h('chia_farmer_harvester_last_response_timestamp_seconds')}", "s",
+           legend="{{node_id}}", w=3, defaults={"thresholds": RESPONSE_AGE_THRESHOLDS})
+    b.stat("Plot sync", h("chia_farmer_harvester_syncing"), "none", legend="{{host}}", w=3,
+           defaults={"mappings": HARVESTER_SYNC_MAPPING})
+    b.panel("heatmap", "Lookup time heatmap",
+            [(f"sum by (le) (increase({h('chia_farmer_harvester_lookup_duration_seconds_bucket')}[$__rate_interval]))", "{{le}}")],
+            "s", w=12, h=8)
+    b.series("Lookup time percentiles", [
+        (f"histogram_quantile({q}, sum by (le) (rate({h('chia_farmer_harvester_lookup_duration_seconds_bucket')}[$__rate_interval])))",
+         f"p{int(q * 100)}") for q in (0.5, 0.95, 0.99)
+    ], "s", description="Over 5 s a lookup loses the signage point; ChiaLookupsSlow warns over a 2 s p95.")
+
     b.row("This host's harvester")
     b.series("Plots by kind", [(s("chia_harvester_plots"), "k{{k_size}} {{plot_format}} C{{compression_level}} {{pool_type}}")], "none")
     b.series("Local lookup time percentiles", [
         (f"histogram_quantile({q}, sum by (instance, le) (rate({s('chia_harvester_lookup_duration_seconds_bucket')}[$__rate_interval])))",
          f"p{int(q * 100)} {{{{instance}}}}") for q in (0.5, 0.95)
     ], "s")
-    b.stat("Plots failing to open", s("chia_harvester_plots_failed_to_open"), "none")
+    b.stat("Plots failing to open", s("chia_harvester_plots_failed_to_open"), "none", defaults={"thresholds": THRESHOLD_RED_FROM_1})
     b.stat("Plots not found", s("chia_harvester_plots_not_found"), "none")
     b.stat("Plot directories", s("chia_harvester_plot_directories"), "none")
     b.stat("Total plots (lookups)", s("chia_harvester_total_plots"), "none")
@@ -222,12 +352,15 @@ def node_and_wallet() -> Board:
                         (s("chia_full_node_sync_progress_height"), "sync progress {{instance}}")], "none")
     b.series("Connections by type", [(s("chia_full_node_connections"), "{{node_type}}")], "none")
     b.series("Mempool", [(s("chia_full_node_mempool_items"), "items"),
-                         (f"{s('chia_full_node_mempool_cost')} / {s('chia_full_node_mempool_max_total_cost')}", "cost used (ratio)")],
-             "none")
-    b.series("Fees", [(s("chia_full_node_fee_estimate_mojos_per_cost"), "estimate {{target_seconds}} s (mojo/cost)"),
-                      (s("chia_full_node_mempool_min_fee_mojos_per_cost"), "mempool minimum (mojo/cost)"),
-                      (f"{s('chia_full_node_mempool_fees_mojos')} / 1e12", "mempool fees (XCH)"),
-                      (f"{s('chia_full_node_last_block_fees_mojos')} / 1e12", "last block fees (XCH)")], "none")
+                         (f"{s('chia_full_node_mempool_cost')} / {s('chia_full_node_mempool_max_total_cost')}", "cost used")],
+             "none", overrides=[right_axis("B", "percentunit")],
+             description="Transactions waiting (left axis) and how full the mempool is by cost (right axis).")
+    b.series("Fee rates", [(s("chia_full_node_fee_estimate_mojos_per_cost"), "estimate for {{target_seconds}} s"),
+                           (s("chia_full_node_mempool_min_fee_mojos_per_cost"), "mempool minimum")], MOJO_PER_COST,
+             description="The fee per unit of cost the node estimates for inclusion within 60, 300 and 900 s, and the "
+                         "lowest fee rate the mempool accepts now.")
+    b.series("Fees (XCH)", [(f"{s('chia_full_node_mempool_fees_mojos')} / 1e12", "fees waiting in the mempool"),
+                            (f"{s('chia_full_node_last_block_fees_mojos')} / 1e12", "fees of the last transaction block")], XCH)
     b.series("Block validation time", [
         (f"histogram_quantile(0.95, sum by (le) (rate({s('chia_full_node_block_validation_duration_seconds_bucket')}[$__rate_interval])))",
          "validation p95"),
@@ -235,11 +368,12 @@ def node_and_wallet() -> Board:
          "pre-validation p95"),
     ], "s")
     b.series("Blocks and reorgs per hour", [
-        (f"rate({s('chia_full_node_blocks_total')}[$__rate_interval]) * 3600", "blocks"),
-        (f"rate({s('chia_full_node_transaction_blocks_total')}[$__rate_interval]) * 3600", "transaction blocks"),
-        (f"rate({s('chia_full_node_reorgs_total')}[$__rate_interval]) * 3600", "reorgs"),
-        (s("chia_full_node_last_reorg_depth"), "last reorg depth"),
-    ], "none")
+        (f"rate({s('chia_full_node_blocks_total')}[$__rate_interval]) * 3600", "blocks/h"),
+        (f"rate({s('chia_full_node_transaction_blocks_total')}[$__rate_interval]) * 3600", "transaction blocks/h"),
+        (f"rate({s('chia_full_node_reorgs_total')}[$__rate_interval]) * 3600", "reorgs/h"),
+        (s("chia_full_node_last_reorg_depth"), "last reorg depth (blocks)"),
+    ], "none", overrides=[right_axis("D", "none")],
+        description="Blocks and reorgs per hour (left axis); the depth of the last reorg in blocks (right axis).")
     b.series("Block cost", [(s("chia_full_node_last_block_cost"), "last block cost"),
                             (s("chia_full_node_block_max_cost"), "max block cost")], "none")
     b.series("Compact proofs", [(s("chia_full_node_compact_blocks"), "compact"), (s("chia_full_node_uncompact_blocks"), "uncompact")],
@@ -247,28 +381,33 @@ def node_and_wallet() -> Board:
     b.row("Wallet")
     b.stat("Wallet synced", s("chia_wallet_synced"), legend="{{fingerprint}}", defaults=SYNC_MAPPING)
     b.stat("Wallet height", s("chia_wallet_height"), "none", legend="{{fingerprint}}")
-    b.panel("table", "Balances", [
-        (f"{s('chia_wallet_confirmed_balance_mojos')} / 1e12", "confirmed (XCH)"),
-        (f"{s('chia_wallet_spendable_balance_mojos')} / 1e12", "spendable (XCH)"),
-        (s("chia_wallet_unspent_coins"), "coins"),
-    ], "none", w=16, h=8, transformations=[{"id": "merge"}])
-    b.series("Confirmed balance per wallet (XCH; CATs in tokens x 10^-9)",
-             [(f"{s('chia_wallet_confirmed_balance_mojos')} / 1e12", "{{wallet_id}} {{wallet_type}} {{asset_id}}")], "none")
-    b.series("Pending", [(s("chia_wallet_pending_coin_removals"), "coin removals {{wallet_id}}"),
-                         (f"{s('chia_wallet_pending_change_mojos')} / 1e12", "change (XCH) {{wallet_id}}")], "none")
+    b.table("XCH balances", [("fingerprint", "Key"), ("wallet_id", "Wallet"), ("wallet_type", "Type")], [
+        (f"{s('chia_wallet_confirmed_balance_mojos', XCH_WALLETS)} / 1e12", "Confirmed", {"unit": XCH}),
+        (f"{s('chia_wallet_spendable_balance_mojos', XCH_WALLETS)} / 1e12", "Spendable", {"unit": XCH}),
+        (f"{s('chia_wallet_unconfirmed_balance_mojos', XCH_WALLETS)} / 1e12", "Unconfirmed", {"unit": XCH}),
+        (s("chia_wallet_unspent_coins", XCH_WALLETS), "Coins", {}),
+    ], w=16, h=8, description="Standard and pooling wallets (a self-pooling plot NFT's claimable rewards).")
+    b.series("Confirmed XCH per wallet",
+             [(f"{s('chia_wallet_confirmed_balance_mojos', XCH_WALLETS)} / 1e12", "{{fingerprint}} {{wallet_id}} {{wallet_type}}")],
+             XCH)
+    b.series("CAT balances (tokens)",
+             [(f"{s('chia_wallet_confirmed_balance_mojos', CAT_WALLETS)} / 1000", "{{fingerprint}} {{wallet_id}} {{asset_id}}")],
+             "none", description="CAT wallets count their token's mojos, 1000 to a token: shown here in tokens, by asset id.")
+    b.series("Pending", [(f"{s('chia_wallet_pending_change_mojos', XCH_WALLETS)} / 1e12", "change {{wallet_id}}"),
+                         (s("chia_wallet_pending_coin_removals", XCH_WALLETS), "coin removals {{wallet_id}}")], XCH,
+             overrides=[right_axis("B", "none")],
+             description="Change on its way back to XCH wallets (left axis) and coins being spent (right axis).")
     b.series("Wallet connections", [(s("chia_wallet_connections"), "{{node_type}}")], "none")
     b.series("Farming rewards (XCH)", [(f"{s('chia_wallet_farmer_reward_amount_mojos')} / 1e12", "farmer rewards"),
                                        (f"{s('chia_wallet_pool_reward_amount_mojos')} / 1e12", "pool rewards"),
-                                       (f"{s('chia_wallet_fee_amount_mojos')} / 1e12", "fees")], "none")
+                                       (f"{s('chia_wallet_fee_amount_mojos')} / 1e12", "fees")], XCH)
     return b
 
 
 def exporter_health() -> Board:
     b = Board("chia-exporter", "Chia / Exporter health", "Is the exporter seeing everything?")
-    b.stat("Exporter up", f'up{{{SEL}}}', defaults={"mappings": [{"type": "value", "options": {
-        "0": {"text": "DOWN", "color": "red"}, "1": {"text": "UP", "color": "green"}}}]})
-    b.stat("WebSocket connected", s("chia_exporter_websocket_connected"), defaults={"mappings": [{"type": "value", "options": {
-        "0": {"text": "DOWN", "color": "red"}, "1": {"text": "UP", "color": "green"}}}]})
+    b.stat("Exporter up", f'up{{{SEL}}}', defaults=UP_MAPPING)
+    b.stat("WebSocket connected", s("chia_exporter_websocket_connected"), defaults=UP_MAPPING)
     b.stat("WebSocket reconnects (24h)", f"increase({s('chia_exporter_websocket_reconnects_total')}[24h])", "none")
     b.stat("Event errors (1h)", f"sum by (instance) (increase({s('chia_exporter_event_errors_total')}[1h]))", "none")
     b.panel("table", "Build", [(s("chia_exporter_build_info"), ""), (s("chia_version_info"), ""), (s("chia_network_info"), "")],

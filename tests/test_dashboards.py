@@ -10,7 +10,20 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.promql import metric_names, served_family
+from tests.promql import metric_names as _metric_names, served_family
+
+# Dashboard variables beyond the ones tests/promql.py knows, replaced by values that parse the same way.
+BOARD_VARS = {"$node_id": ".*"}
+
+
+def board_expr(expr: str) -> str:
+    for var, value in BOARD_VARS.items():
+        expr = expr.replace(var, value)
+    return expr
+
+
+def metric_names(expr: str) -> set[str]:
+    return _metric_names(board_expr(expr))
 
 REPO = Path(__file__).resolve().parents[1]
 DASHBOARDS = sorted((REPO / "grafana" / "dashboards").glob("*.json"))
@@ -37,7 +50,14 @@ KNOWN = golden_names() | recording_rules() | {"up"}
 
 
 def panels(board: dict) -> list[dict]:
-    return [p for p in board["panels"] if p["type"] != "row"]
+    """Every panel but rows, also the ones inside a collapsed row."""
+    out = []
+    for p in board["panels"]:
+        if p["type"] == "row":
+            out += p.get("panels", [])
+        else:
+            out.append(p)
+    return out
 
 
 def queries() -> list[tuple[str, str, str]]:
@@ -68,7 +88,7 @@ def test_dashboard_structure(path):
     names = [v["name"] for v in board["templating"]["list"]]
     assert names[:3] == ["datasource", "job", "instance"]
     assert '"uid": "prometheus"' not in path.read_text()  # no hard-coded datasource
-    ids = [p["id"] for p in board["panels"]]
+    ids = [p["id"] for p in board["panels"]] + [p["id"] for r in board["panels"] for p in r.get("panels", [])]
     assert len(ids) == len(set(ids))
     for p in panels(board):
         assert p["targets"], f"{p['title']} has no query"
@@ -85,6 +105,76 @@ def test_every_query_parses_and_names_served_metrics(board, title, expr):
     assert names, f"{board} / {title}: no metric in {expr}"
     unknown = {n for n in names if served_family(n) not in KNOWN and n not in KNOWN}
     assert not unknown, f"{board} / {title}: {unknown} is neither served (goldens) nor a recording rule"
+
+
+def boards() -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in DASHBOARDS}
+
+
+def test_tables_name_every_column():
+    """No "Value #A" headers: every query of an instant table has a column name."""
+    for name, board in boards().items():
+        for p in panels(board):
+            if p["type"] != "table" or p["title"] == "Build":
+                continue
+            organize = [t for t in p["transformations"] if t["id"] == "organize"]
+            assert organize, f"{name} / {p['title']}: no organize transformation"
+            rename = organize[0]["options"]["renameByName"]
+            for t in p["targets"]:
+                assert rename.get(f"Value #{t['refId']}"), f"{name} / {p['title']}: query {t['refId']} has no column name"
+
+
+def test_harvesters_table():
+    board = boards()["chia-harvesters"]
+    table = next(p for p in panels(board) if p["title"] == "Harvesters")
+    rename = next(t for t in table["transformations"] if t["id"] == "organize")["options"]["renameByName"]
+    columns = set(rename.values())
+    assert {"Host", "Node ID", "Plots", "Effective size", "Failed to open", "No key", "Duplicates", "Last response",
+            "Plot sync"} <= columns
+    units = {o["matcher"]["options"]: {p["id"]: p["value"] for p in o["properties"]} for o in table["fieldConfig"]["overrides"]}
+    assert units["Effective size"]["unit"] == "bytes" and units["Last response"]["unit"] == "s"
+
+
+def test_harvesters_board_per_harvester():
+    board = boards()["chia-harvesters"]
+    names = [v["name"] for v in board["templating"]["list"]]
+    assert names == ["datasource", "job", "instance", "node_id"]
+    rows = [p for p in board["panels"] if p["type"] == "row"]
+    assert any(r.get("repeat") == "node_id" for r in rows)
+    heatmaps = [p for p in panels(board) if p["type"] == "heatmap"]
+    assert heatmaps and all("$node_id" in t["expr"] for p in heatmaps for t in p["targets"])
+    for p in panels(board):
+        for t in p["targets"]:
+            if "chia_farmer_harvester_" in t["expr"]:
+                assert "$node_id" in t["expr"], f"{p['title']}: not filtered by the harvester variable"
+
+
+def test_no_panel_mixes_units_on_one_axis():
+    """A timeseries whose queries have different units puts the others on the right axis."""
+    for name, board in boards().items():
+        for p in panels(board):
+            if p["type"] != "timeseries" or len(p["targets"]) < 2:
+                continue
+            moved = {o["matcher"]["options"] for o in p["fieldConfig"]["overrides"] if o["matcher"]["id"] == "byFrameRefID"}
+            kinds = {"xch" if "/ 1e12" in t["expr"] else "mojo_per_cost" if "mojos_per_cost" in t["expr"] else
+                     "ratio" if "_max_total_cost" in t["expr"] or "netspace" in t["expr"] else
+                     "bytes" if "bytes" in t["expr"] else "other"
+                     for t in p["targets"] if t["refId"] not in moved}
+            assert len(kinds) == 1, f"{name} / {p['title']}: {kinds} on one axis"
+
+
+def test_xch_panels_count_only_xch_wallets():
+    """Balances in XCH are standard and pooling wallets only; CATs are tokens (1000 mojos each)."""
+    for name, board in boards().items():
+        for p in panels(board):
+            for t in p["targets"]:
+                expr = t["expr"]
+                for metric in ("confirmed_balance", "spendable_balance", "unconfirmed_balance", "pending_change"):
+                    if f"chia_wallet_{metric}_mojos" in expr:
+                        if "/ 1e12" in expr:
+                            assert 'wallet_type=~"standard|pooling"' in expr, f"{name} / {p['title']}: {expr}"
+                        else:
+                            assert "/ 1000" in expr and "cat" in expr, f"{name} / {p['title']}: {expr}"
 
 
 def test_rules_name_only_served_metrics():

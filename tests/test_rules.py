@@ -36,15 +36,41 @@ def test_promtool_checks_every_rule_file():
     run(tool("promtool"), "check", "rules", *files)
 
 
+def alert_rules() -> list[dict]:
+    return [r for g in yaml.safe_load((PROM / "rules/chia-alerts.rules.yml").read_text())["groups"] for r in g["rules"]
+            if "alert" in r]
+
+
 def test_promtool_unit_tests_of_every_alert():
     out = run(tool("promtool"), "test", "rules", "tests/alerts.test.yml", cwd=PROM)
     assert "SUCCESS" in out.stdout + out.stderr
-    # Every alert has a test case.
-    alerts = {r["alert"] for g in yaml.safe_load((PROM / "rules/chia-alerts.rules.yml").read_text())["groups"]
-              for r in g["rules"]}
-    tested = {t["alertname"] for case in yaml.safe_load((PROM / "tests/alerts.test.yml").read_text())["tests"]
-              for t in case.get("alert_rule_test", [])}
-    assert alerts == tested
+    # Every alert (every severity of it) has a case where it fires, and a case where it must not:
+    # `exp_alerts: []` at some eval_time (promtool then fails if it fires there).
+    fires: dict[str, set[str]] = {}
+    quiet: set[str] = set()
+    for case in yaml.safe_load((PROM / "tests/alerts.test.yml").read_text())["tests"]:
+        for t in case.get("alert_rule_test", []):
+            if "exp_alerts" in t and t["exp_alerts"] == []:
+                quiet.add(t["alertname"])
+            for alert in t.get("exp_alerts") or []:
+                fires.setdefault(t["alertname"], set()).add(alert["exp_labels"]["severity"])
+    expected: dict[str, set[str]] = {}
+    for rule in alert_rules():
+        expected.setdefault(rule["alert"], set()).add(rule["labels"]["severity"])
+    assert fires == expected, "alerts (and severities) without a firing case, or cases for unknown alerts"
+    assert quiet == set(expected), f"alerts without a must-not-fire case: {sorted(set(expected) - quiet)}"
+
+
+def test_rules_keep_target_and_external_labels():
+    """A central ruler sees many farms whose exporters all answer on localhost:9914, told apart by
+    an external label (`farm`): rules aggregate `without` and join `ignoring`, so no label they do
+    not know of is dropped (`by (job, instance)` would merge the farms)."""
+    import re
+    for f in sorted((PROM / "rules").glob("*.yml")):
+        for group in yaml.safe_load(f.read_text())["groups"]:
+            for rule in group["rules"]:
+                expr = re.sub(r"#.*", "", rule["expr"])
+                assert not re.search(r"\b(by|on)\s*\(", expr), f"{rule.get('alert') or rule['record']}: use without/ignoring"
 
 
 def test_every_alert_has_for_severity_annotations_and_a_runbook_section():
@@ -54,25 +80,105 @@ def test_every_alert_has_for_severity_annotations_and_a_runbook_section():
             assert "for" in rule and rule["labels"]["severity"] in ("critical", "warning"), rule["alert"]
             notes = rule["annotations"]
             assert "{{ $labels.instance }}" in notes["summary"] + notes["description"], rule["alert"]
+            # and the value: how long, which height, how many (a bare "is down" is not enough)
+            assert "$value" in notes["summary"] + notes["description"], rule["alert"]
+            if "node_id" in notes["summary"] + notes["description"]:
+                assert "$labels.host" in notes["summary"] + notes["description"], rule["alert"]
             anchor = notes["runbook_url"].rsplit("#", 1)[1]
             assert anchor == rule["alert"].lower() and f"## {rule['alert']}\n" in runbook, rule["alert"]
+            section = runbook.split(f"## {rule['alert']}\n", 1)[1].split("\n## ", 1)[0]
+            for part in ("**Means:**", "**Check", "Fix", "**Tune:**"):
+                assert part in section, f"runbook section {rule['alert']} has no {part}"
+    # and no section for an alert that no longer exists
+    alerts = {r["alert"] for r in alert_rules()}
+    assert {line[3:] for line in runbook.splitlines() if line.startswith("## ")} == alerts
+
+
+AGENTS = sorted(p.relative_to(PROM).as_posix() for p in (PROM / "examples").glob("agent*.yml"))
 
 
 @pytest.mark.parametrize("config,agent", [("prometheus.yml", False), ("prometheus-demo.yml", False), ("examples/file_sd.yml", False),
-                                          ("examples/federation.yml", False), ("examples/agent.yml", True)])
+                                          ("examples/federation.yml", False)] + [(a, True) for a in AGENTS])
 def test_promtool_accepts_the_scrape_configs(config, agent):
     args = [tool("promtool"), "check", "config"] + (["--agent"] if agent else []) + [config]
     run(*args, cwd=PROM)
 
 
+def test_agent_examples_keep_farms_apart():
+    """Every farm's agent writes to the same store: each has a `farm` external label of its own,
+    and a scrape of localhost gets the host's name as its instance."""
+    assert len(AGENTS) >= 2
+    farms = []
+    for name in AGENTS:
+        config = yaml.safe_load((PROM / name).read_text())
+        farms.append(config["global"]["external_labels"]["farm"])
+        for job in config["scrape_configs"]:
+            local = [t for sc in job.get("static_configs", []) for t in sc["targets"]
+                     if t.startswith(("localhost:", "127.0.0.1:"))]
+            if local:
+                relabel = [r for r in job.get("relabel_configs", []) if r.get("target_label") == "instance"]
+                assert relabel and "localhost" not in relabel[0]["replacement"], f"{name}: localhost kept as instance"
+    assert len(set(farms)) == len(farms), f"two agent examples share a farm label: {farms}"
+    federation = (PROM / "examples" / "federation.yml").read_text()
+    assert "honor_labels: true" in federation and "external_labels" in federation
+
+
 def test_alertmanager_example_route():
     run(tool("amtool"), "check-config", str(PROM / "alertmanager.yml"))
+    config = yaml.safe_load((PROM / "alertmanager.yml").read_text())
+    sources = " ".join(m for rule in config["inhibit_rules"] for m in rule["source_matchers"])
+    # the pages of a dead farm silence their own consequences (no duplicate noise)
+    for alert in ("ChiaExporterDown", "ChiaFarmerDown", "ChiaFullNodeDown"):
+        assert alert in sources, alert
+    assert all("farm" in rule["equal"] and "instance" in rule["equal"] for rule in config["inhibit_rules"])
 
 
 def test_dockerfile_is_hadolint_clean_and_runs_as_non_root():
     run(tool("hadolint"), str(REPO / "Dockerfile"))
     text = (REPO / "Dockerfile").read_text()
     assert "USER 10001" in text and "HEALTHCHECK" in text and "/healthz" in text
+    assert "CHIA_EXPORTER_WEB_LISTEN_ADDRESS" in text  # the health check follows the configured port
+
+
+def test_dockerfile_health_check_follows_the_listen_address(tmp_path):
+    """The health check's Python, run here against a stand-in server on a free port: 200 is
+    healthy, 503 is not, and nothing listening is not."""
+    import http.server
+    import json
+    import re
+    import socket
+    import threading
+
+    line = re.search(r'CMD (\["python", "-c", .*\])$', (REPO / "Dockerfile").read_text(), re.M).group(1)
+    code = json.loads(line)[2]
+    status = {"code": 200}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(status["code"] if self.path == "/healthz" else 404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        def check(address: str) -> int:
+            env = {**os.environ, "CHIA_EXPORTER_WEB_LISTEN_ADDRESS": address}
+            return subprocess.run([sys.executable, "-c", code], env=env, timeout=30).returncode
+
+        port = server.server_address[1]
+        assert check(f"127.0.0.1:{port}") == 0
+        assert check(f"0.0.0.0:{port}") == 0
+        status["code"] = 503
+        assert check(f":{port}") == 1
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            free = s.getsockname()[1]
+        assert check(f"127.0.0.1:{free}") == 1
+    finally:
+        server.shutdown()
 
 
 def test_compose_file_is_valid():
@@ -83,6 +189,8 @@ def test_compose_file_is_valid():
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     assert set(compose["services"]) == {"exporter", "prometheus", "alertmanager", "grafana"}
     assert any(v.endswith(":/chia:ro") for v in compose["services"]["exporter"]["volumes"])
+    # Chia's private keys are 0600 for the Chia user: the exporter runs as that user, never root.
+    assert compose["services"]["exporter"]["user"] == "${CHIA_UID:-1000}:${CHIA_GID:-1000}"
 
 
 def test_demo_image_and_compose_file():

@@ -1,5 +1,6 @@
 """A real Prometheus (Debian's) with the shipped rules scrapes the exporter running against the
-real Chia stack: every dashboard query returns data, and no alert fires on the healthy stack."""
+real Chia stack: every dashboard query returns data, and no alert fires, or is even pending, on
+the healthy stack."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.live.conftest import free_port, samples
-from tests.promql import substitute
+from tests.promql import substitute as _substitute
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,7 +26,29 @@ NEEDS_WHAT_THE_SIMULATOR_LACKS = {
     "chia_farmer_pool_": "no plot NFT on a pool in the simulator: pool state, points and errors are empty",
     "chia_farmer_partials_": "no pool, so no partials are submitted or failed",
     "chia_full_node_last_reorg_depth": "the simulator never reorganises its chain",
+    'wallet_type=~"cat|crcat|rcat"': "the simulator's wallet has no CAT wallet",
 }
+
+# Dashboard variables beyond the ones tests/promql.py knows: match every value.
+BOARD_VARS = {"$node_id": ".*"}
+
+# Alerts that may be pending (their expression true) on the healthy stack, and why. Prometheus
+# runs about a minute here, so an alert with `for: 2m` or more can never reach `firing`: any alert
+# whose expression is true on a healthy stack is a bug and shows up as `pending`. Considered and
+# not exempt: ChiaPeakNotAdvancing and ChiaPeakTooOld (the simulator makes blocks only on demand,
+# but the test farms one after Prometheus' first scrape, so the peak has moved and is fresh),
+# ChiaWalletNotSynced (a wallet whose last block is old may say "not synced" until that block
+# arrives, seconds later), ChiaNoSignagePoints, ChiaHarvesterSilent and the lookup alerts
+# (sp_pump.py sends a signage point every 5 s and the harvester answers each one in
+# milliseconds), ChiaCollectorFailing (every service of the stack runs; the DataLayer, not
+# started, stays out of the self-metrics), the pool alerts (no plot NFT, no series).
+MAY_BE_PENDING: dict[str, str] = {}
+
+
+def substitute(expr: str) -> str:
+    for var, value in BOARD_VARS.items():
+        expr = expr.replace(var, value)
+    return _substitute(expr)
 
 
 def exempt(expr: str) -> str | None:
@@ -82,7 +106,8 @@ class Prometheus:
 def dashboard_queries() -> list[tuple[str, str, str]]:
     out = []
     for path in sorted((REPO / "grafana" / "dashboards").glob("*.json")):
-        for panel in json.loads(path.read_text())["panels"]:
+        board = json.loads(path.read_text())["panels"]
+        for panel in board + [p for row in board for p in row.get("panels", [])]:  # and collapsed rows' panels
             for target in panel.get("targets", []):
                 out.append((path.name, panel["title"], target["expr"]))
     return out
@@ -113,10 +138,14 @@ def test_dashboards_and_alerts_against_a_real_prometheus(chia_stack, run_exporte
             assert not empty, "dashboard queries without data:\n" + "\n".join(empty)
             assert len(skipped) < len(dashboard_queries()) / 5  # the exemptions stay few
 
-            firing = [a for a in prom.api("alerts")["alerts"] if a["state"] == "firing"]
-            assert not firing, f"alerts fire on a healthy stack: {firing}"
+            active = [a for a in prom.api("alerts")["alerts"] if a["state"] in ("firing", "pending")
+                      and a["labels"]["alertname"] not in MAY_BE_PENDING]
+            assert not active, "alerts fire or are pending on a healthy stack:\n" + "\n".join(
+                f"{a['state']} {a['labels']} value={a.get('value')}" for a in active)
             rules = prom.api("rules")["groups"]
-            assert sum(len(g["rules"]) for g in rules) == 25  # 8 recording rules and 17 alerts loaded
+            shipped = sum(len(g["rules"]) for f in (REPO / "prometheus" / "rules").glob("*.yml")
+                          for g in yaml.safe_load(f.read_text())["groups"])
+            assert sum(len(g["rules"]) for g in rules) == shipped  # every recording rule and alert loaded
             assert all(r["health"] == "ok" for g in rules for r in g["rules"]), rules
         finally:
             prom.stop()
