@@ -1,4 +1,6 @@
-# The demo farm in a container: a simulated Chia farm and the exporter on it.
+# The demo farm in a container: a simulated Chia farm and the exporter on it. Prometheus runs in
+# its own container (docker-compose.demo.yml mounts the rules there), so the demo runs with
+# --no-prometheus. SIGTERM (docker stop) stops the farm cleanly in about 15 s.
 #   docker compose -f docker-compose.demo.yml up
 FROM python:3.11-slim
 
@@ -12,7 +14,6 @@ RUN python -m venv /opt/chia \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY exporter ./exporter
-COPY prometheus ./prometheus
 # The package installed is this directory; its dependency ranges are in pyproject.toml.
 # hadolint ignore=DL3013
 RUN pip install --no-cache-dir . \
