@@ -20,6 +20,7 @@ from typing import Any, Awaitable, Callable, Iterable, Iterator, TypeVar
 import aiohttp
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from exporter.aio import cancel_and_wait
 from exporter.collectors.base import EventState
 from exporter.rpc import RpcError, RpcStats, TlsFiles, check_allowed, counted
 
@@ -397,8 +398,7 @@ class EventStream:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait([self._task])
             self._task = None
         self.connected = False
 

@@ -12,6 +12,7 @@ import time as _time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from exporter.aio import cancel_and_wait
 from exporter.collectors.base import Collector
 from exporter.rpc import NotAllowedError, RpcError
 
@@ -144,9 +145,7 @@ class Scheduler:
 
     async def stop(self) -> None:
         self.started = False
-        for t in self.tasks:
-            t.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await cancel_and_wait(self.tasks)
 
     def runner(self, name: str) -> CollectorRunner | None:
         return next((r for r in self.runners if r.name == name), None)

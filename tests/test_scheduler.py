@@ -143,3 +143,25 @@ async def test_an_exporter_with_no_polled_collector_is_healthy(root):
     finally:
         await exporter.stop()
     assert exporter.health()["healthy"] is False
+
+
+async def test_a_task_that_swallows_a_cancellation_is_still_stopped():
+    """asyncio.wait_for on Python 3.10/3.11 can lose a cancellation that lands as its awaitable
+    completes; stopping must not hang on a loop that carried on."""
+    from exporter.aio import cancel_and_wait
+
+    swallowed = []
+
+    async def stubborn() -> None:
+        while True:
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                if swallowed:
+                    raise
+                swallowed.append(True)  # as wait_for does when its inner future just finished
+
+    task = asyncio.create_task(stubborn())
+    await asyncio.sleep(0.02)
+    await asyncio.wait_for(cancel_and_wait([task], each=0.05), 2)
+    assert task.cancelled() and swallowed
