@@ -72,12 +72,13 @@ def exporter_tasks() -> set[asyncio.Task]:
     return {t for t in asyncio.all_tasks() if not t.get_coro().__qualname__.startswith("RequestHandler")}
 
 
-async def lingering_tasks(before: set[asyncio.Task]) -> list[str]:
-    """New tasks that outlive two polls: every task of a poll (its fetch, its request bodies, its
-    wait for the next interval) ends within one, so what stays that long is left behind."""
+async def lingering(before: set[asyncio.Task]) -> tuple[list[str], int]:
+    """New tasks that outlive two polls (every task of a poll, its fetch, its request bodies, its
+    wait for the next interval, ends within one, so what stays that long is left behind), and the
+    fewest descriptors open meanwhile."""
     now = exporter_tasks() - before
-    await asyncio.sleep(2 * INTERVAL + TIMEOUT)
-    return sorted(t.get_coro().__qualname__ for t in now if not t.done())
+    fds = await settled(open_fds, 2 * INTERVAL + TIMEOUT)
+    return sorted(t.get_coro().__qualname__ for t in now if not t.done()), fds
 
 
 def open_fds() -> int:
@@ -114,15 +115,14 @@ class Baseline:
 
     @classmethod
     async def take(cls) -> Baseline:
-        await asyncio.sleep(INTERVAL)  # every pool connection open
-        return cls(exporter_tasks(), await settled(open_fds), live_objects(), rss())
+        fds = await settled(open_fds, INTERVAL)  # over a whole interval: every pool connection open
+        return cls(exporter_tasks(), fds, live_objects(), rss())
 
     async def check(self, new_fds: int = 0) -> None:
         """``new_fds``: descriptors the case opens for good (a service that came up for the
         first time: its listener, and the pooled connection's two ends in this one process)."""
-        left = await lingering_tasks(self.tasks)
+        left, fds = await lingering(self.tasks)
         assert not left, f"tasks left behind: {left}"
-        fds = await settled(open_fds)
         assert fds <= self.fds + 2 + new_fds, f"file descriptors left behind: {self.fds} -> {fds}"
         objects = live_objects()
         assert objects - self.objects < MAX_OBJECT_GROWTH, f"objects left behind: {self.objects} -> {objects}"

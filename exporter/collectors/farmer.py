@@ -20,7 +20,7 @@ from prometheus_client.core import Metric
 
 from exporter.collectors.base import (
     LOOKUP_BUCKETS, Collector, EventState, Histogram, as_float, as_int, connection_counts,
-    counter_family, gauge, histogram_family, labelled, optional, version_info,
+    counter_family, gauge, histogram_family, labelled, labelled_dicts, optional, version_info,
 )
 from exporter.collectors.full_node import parse_connection_types, parse_version
 
@@ -165,8 +165,10 @@ class FarmerCollector(Collector[FarmerSnapshot]):
         yield gauge("chia_farmer_harvesters", "Harvesters connected to the farmer (get_harvesters_summary, harvester_update)." + note,
                     len(rows))
 
+        keys = [{"node_id": h.node_id, "host": h.host} for h in rows]  # shared by the nine families
+
         def per_harvester(name: str, doc: str, value) -> Metric:
-            return labelled(name, doc + note, ["node_id", "host"], (((h.node_id, h.host), value(h)) for h in rows))
+            return labelled_dicts(name, doc + note, ["node_id", "host"], zip(keys, map(value, rows)))
 
         yield per_harvester("chia_farmer_harvester_plots", "Plots a harvester farms (get_harvesters_summary plots).", lambda h: h.plots)
         yield per_harvester("chia_farmer_harvester_plot_size_bytes", "Raw size of a harvester's plots, in bytes (total_plot_size).",
@@ -180,10 +182,9 @@ class FarmerCollector(Collector[FarmerSnapshot]):
         yield per_harvester("chia_farmer_harvester_plots_duplicate", "Duplicate plots on a harvester (duplicates).", lambda h: h.duplicates)
         yield per_harvester("chia_farmer_harvester_syncing", "1 while a harvester's plot list is syncing to the farmer (syncing != null).",
                             lambda h: float(h.syncing))
-        synced = [h for h in rows if h.last_sync_time is not None]
-        yield labelled("chia_farmer_harvester_last_sync_timestamp_seconds",
-                       "Unix time of a harvester's last plot sync with the farmer (last_sync_time)." + note,
-                       ["node_id", "host"], (((h.node_id, h.host), h.last_sync_time) for h in synced))
+        yield labelled_dicts("chia_farmer_harvester_last_sync_timestamp_seconds",
+                             "Unix time of a harvester's last plot sync with the farmer (last_sync_time)." + note,
+                             ["node_id", "host"], ((k, h.last_sync_time) for k, h in zip(keys, rows) if h.last_sync_time is not None))
         if snap.connections is not None:
             yield connection_counts("chia_farmer_connections", "Farmer peers by node type (get_connections)." + note, snap.connections)
         if snap.pools is not None:

@@ -103,6 +103,11 @@ class Prometheus:
         self.log.close()
 
 
+def lookups(text: str) -> float:
+    """Lookups the farmer reported (new_farming_info), over every harvester."""
+    return sum(v for k, v in samples(text).items() if k.startswith("chia_farmer_harvester_lookup_duration_seconds_count"))
+
+
 def dashboard_queries() -> list[tuple[str, str, str]]:
     out = []
     for path in sorted((REPO / "grafana" / "dashboards").glob("*.json")):
@@ -117,14 +122,21 @@ def test_dashboards_and_alerts_against_a_real_prometheus(chia_stack, run_exporte
     exporter = run_exporter("--collector.full_node.interval", "5s", "--collector.farmer.interval", "5s",
                             "--collector.wallet.interval", "5s", "--collector.harvester.interval", "5s")
     exporter.wait_for(lambda t: "chia_exporter_websocket_connected 1.0" in t
-                      and samples(t).get("chia_harvester_total_plots") == 6, timeout=60)
+                      and samples(t).get("chia_harvester_total_plots") == 6
+                      and lookups(t) >= 1, timeout=60)  # the farmer's new_farming_info flows
     with tempfile.TemporaryDirectory() as tmp:
         prom = Prometheus(exporter.port, Path(tmp))
         try:
             prom.wait('up{job="chia"} == 1', timeout=40)
             chia_stack.farm_blocks(1)  # a transaction block: last block cost and fees appear
             prom.wait("chia_full_node_last_block_fees_mojos", timeout=40)
-            prom.wait("chia:harvester_lookup_duration_seconds:p95 >= 0", timeout=60)
+            try:
+                prom.wait("chia:harvester_lookup_duration_seconds:p95 >= 0", timeout=60)
+            except AssertionError:  # say what was there: the rule's input, as Prometheus and the exporter saw it
+                raise AssertionError(
+                    f"no lookup p95; Prometheus has {prom.query('chia_farmer_harvester_lookup_duration_seconds_count')}, "
+                    f"increase over 1m {prom.query('increase(chia_farmer_harvester_lookup_duration_seconds_count[1m])')}; "
+                    f"the exporter now has {lookups(exporter.get('/metrics'))} lookups") from None
             time.sleep(6)  # a few more samples so that every rate has two inside its window
 
             empty, skipped = [], []
