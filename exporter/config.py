@@ -261,8 +261,10 @@ def layer_from_file(path: Path) -> Layer:
         # A relative path in this file is relative to the file's folder, as Prometheus and the
         # web config file do, not to wherever the exporter happens to be started.
         if key in ("chia_root", "web.config_file") or key.endswith((".cert", ".key")):
-            if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
-                return str(path.absolute().parent / value)
+            if isinstance(value, str) and value:
+                value = os.path.expandvars(value)  # $HOME/.chia/mainnet is absolute once expanded
+                if not Path(value).expanduser().is_absolute():
+                    return str(path.absolute().parent / value)
         return value
 
     for top, value in data.items():

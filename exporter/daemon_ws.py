@@ -15,18 +15,17 @@ import random
 import ssl
 import uuid
 from collections import Counter
-from typing import Any, Awaitable, Callable, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator
 
 import aiohttp
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from exporter.aio import cancel_and_wait
 from exporter.collectors.base import EventState
-from exporter.rpc import RpcError, RpcStats, TlsFiles, check_allowed, counted
+from exporter.rpc import SHAPE_ERRORS, RpcError, RpcStats, TlsFiles, check_allowed, counted
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 BACKOFF_START, BACKOFF_MAX = 1.0, 30.0
 GATE_RECHECK = 15.0  # how often a gated stream looks again whether it is wanted (closed or open)
@@ -40,9 +39,8 @@ PROBE_AFTER = 2.0
 # it, new ones are counted under command="other" (and origin="other" for an unknown origin).
 MAX_UNKNOWN_EVENT_SERIES = 256
 OTHER = "other"
-# What a malformed event can raise while parsed or folded in: a missing or mistyped field, a number
-# too large for an int (int(1e999)), JSON nested past the parser's depth.
-EVENT_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RecursionError)
+# What a malformed event can raise while parsed or folded in: what a malformed RPC body can.
+EVENT_ERRORS = SHAPE_ERRORS
 
 # The events the daemon relays to metrics (and failed_partial, to wallet_ui), by sending service
 # (reference/chia-rpc-and-events.md, section 2.1): each always has its own series.
@@ -82,7 +80,7 @@ class DaemonRpc:
 
     async def __aenter__(self) -> DaemonRpc:
         try:
-            self._ws = await within(self.session.ws_connect(
+            self._ws = await asyncio.wait_for(self.session.ws_connect(
                 self.url, ssl=self.tls.context(), max_msg_size=self.max_bytes, autoping=True,
                 timeout=aiohttp.ClientWSTimeout(ws_receive=self.timeout, ws_close=2.0),
             ), min(CONNECT_TIMEOUT, self.timeout))
@@ -132,14 +130,6 @@ class DaemonRpc:
             body = json.loads(reply.data)
             if isinstance(body, dict) and body.get("request_id") == request_id:
                 return body
-
-
-async def within(connecting: Awaitable[T], seconds: float) -> T:
-    """``ws_connect`` (TCP connect, TLS handshake, WebSocket upgrade) within a time limit: aiohttp
-    bounds it only by the session's 300 s total, and the watchdog starts once connected."""
-    async def connect() -> T:
-        return await connecting
-    return await asyncio.wait_for(connect(), seconds)
 
 
 def classify(e: BaseException, timeout: float) -> tuple[str, str]:
@@ -303,6 +293,7 @@ class EventStream:
         self.received = 0  # text messages read and handled (events, replies, dropped ones)
         self.late_replies = 0  # replies whose request had already given up: dropped
         self.not_running: set[str] = set()  # destinations the daemon last said are not running
+        self.answered: set[str] = set()  # destinations that replied on this link: slow is not absent
         self._closed_by_gate = False
         self._task: asyncio.Task | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
@@ -313,7 +304,8 @@ class EventStream:
         """Send a request through the daemon and wait, within ``timeout``, for the reply with its id.
 
         The daemon drops a request to a service that is not connected to it. So a request to a
-        service that has not answered within :data:`PROBE_AFTER` asks the daemon's ``is_running``,
+        service that has not replied yet on this link and does not answer within
+        :data:`PROBE_AFTER` asks the daemon's ``is_running``,
         and fails at once as ``refused`` when the daemon says the service is not running; that is
         remembered, and the next request to it asks ``is_running`` first instead of waiting again.
         A service that runs and does not answer ends in a timeout. The pending entry is always
@@ -337,18 +329,20 @@ class EventStream:
         self._pending[msg["request_id"]] = future
         try:
             await ws.send_json(msg)
-            if routed:
+            if routed and destination not in self.answered:
                 await asyncio.wait({future}, timeout=min(PROBE_AFTER, timeout / 4))
                 if not future.done():
                     await self._refuse_if_not_running(destination, command, deadline, future)
             reply = await asyncio.wait_for(future, max(0.0, deadline - loop.time()))
         except asyncio.TimeoutError:
+            self.answered.discard(destination)  # stopped since? the next request asks the daemon
             raise RpcError("timeout", command, f"no reply from {destination} within {timeout:g}s") from None
         except (aiohttp.ClientError, ConnectionError) as e:
             raise RpcError("refused", command, f"the daemon WebSocket broke: {type(e).__name__}") from None
         finally:
             self._pending.pop(msg["request_id"], None)
         self.not_running.discard(destination)
+        self.answered.add(destination)
         return reply
 
     async def _refuse_if_not_running(self, destination: str, command: str, deadline: float,
@@ -420,6 +414,7 @@ class EventStream:
                 self.connected = False
                 self._up.clear()
                 self._ws = None
+                self.answered.clear()  # a new link, perhaps a new daemon: services may be gone
                 self._fail_pending("the daemon WebSocket closed")
             if self._closed_by_gate:
                 continue
@@ -429,7 +424,7 @@ class EventStream:
 
     async def _connect(self) -> aiohttp.ClientWebSocketResponse:
         try:
-            return await within(self.session.ws_connect(
+            return await asyncio.wait_for(self.session.ws_connect(
                 self.url, ssl=self.tls.context(), max_msg_size=self.max_message_bytes, autoping=True,
                 heartbeat=None, timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
             ), CONNECT_TIMEOUT)

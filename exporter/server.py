@@ -31,7 +31,6 @@ from exporter.config import ConfigError, check_ca_file, check_cert_and_key
 log = logging.getLogger(__name__)
 
 EXPORTER_KEY = web.AppKey("exporter", Exporter)
-AUTH_KEY = web.AppKey("basic_auth", object)
 
 LANDING = """<!doctype html>
 <html><head><meta charset="utf-8"><title>Chia Prometheus Exporter</title></head>
@@ -115,9 +114,7 @@ class WebConfig:
         ctx.maximum_version = TLS_VERSIONS[self.max_version]
         if self.ciphers:
             ctx.set_ciphers(":".join(self.ciphers))
-        if self.prefer_server_ciphers:
-            ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
-        else:
+        if not self.prefer_server_ciphers:  # PROTOCOL_TLS_SERVER prefers the server's order already
             ctx.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
         ctx.load_cert_chain(str(self.tls_cert), str(self.tls_key))
         if self.client_ca is not None:
@@ -385,7 +382,6 @@ def create_app(exporter: Exporter, web_config: WebConfig | None = None) -> web.A
     app = web.Application(middlewares=middlewares)
     app[EXPORTER_KEY] = exporter
     if auth is not None:
-        app[AUTH_KEY] = auth
         app.on_cleanup.append(auth.close)
     if web_config and web_config.headers:
         extra = dict(web_config.headers)

@@ -311,3 +311,11 @@ def test_a_collector_the_user_enabled_is_required(root):
     c = cfg(root, **{"collectors.farmer.enabled": True, "collectors.wallet.enabled": False})
     assert c.collectors["farmer"].required and not c.collectors["wallet"].required
     assert not c.collectors["full_node"].required
+
+
+def test_paths_in_the_yaml_file_expand_variables_before_they_count_as_relative(root, tmp_path, monkeypatch):
+    monkeypatch.setenv("CHIA_TEST_HOME", str(root.path.parent))
+    exporter_yml = tmp_path / "exporter.yml"
+    exporter_yml.write_text(f"chia_root: $CHIA_TEST_HOME/{root.path.name}\n")
+    c = load({"config": str(exporter_yml)}, environ={"CHIA_TEST_HOME": str(root.path.parent)})
+    assert c.chia_root == root.path

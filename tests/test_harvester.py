@@ -11,6 +11,7 @@ import exporter.collectors.harvester as harvester
 from benchmarks.synthetic_farm import plots_body
 from exporter.collectors.harvester import parse_plots
 from exporter.rpc import SHAPE_ERRORS, RpcError
+from tests.fakes.services import Fault
 from tests.fakes.services import SHARED_FIXTURES
 
 
@@ -130,6 +131,7 @@ async def harvester_runner(fake_farm_factory, **flags):
 
     def calls() -> int:
         return sum(1 for endpoint, _ in farm.services["harvester"].calls if endpoint == "get_plots")
+    calls.service = farm.services["harvester"]
     return exporter, runner, now, calls
 
 
@@ -173,5 +175,53 @@ async def test_without_a_plot_count_the_list_is_refetched_every_gap(fake_farm_fa
         now[0] += harvester.PLOTS_MIN_GAP
         await runner.poll_once()
         assert calls() == 2
+    finally:
+        await exporter.stop()
+
+
+@pytest.mark.parametrize("batch", [500, 5000])  # 500: smaller than one plot object, the window widens
+async def test_an_unrecognised_layout_is_read_a_window_at_a_time(batch, monkeypatch, always_batched):
+    monkeypatch.setattr(harvester, "BATCH_BYTES", batch)
+    data = json.loads(plots_body(300))
+    data["plots"][7]["filename"] = "/mnt/ü/plot-k32-ä.plot"  # multibyte characters across window ends
+    body = json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False).encode()  # "},\n    {": no separator found
+    result = await parse_plots(body)
+    assert result.total == 300
+    assert counts_of(result) == counts_by_plain_json(body)
+
+
+async def test_the_body_is_left_as_it_was(always_batched, monkeypatch):
+    monkeypatch.setattr(harvester, "BATCH_BYTES", 3000)
+    body = bytearray(plots_body(500))
+    before = bytes(body)
+    await parse_plots(body)
+    assert body == before  # the brackets put in for each batch are taken out again
+
+
+
+@pytest.mark.parametrize("fault", [Fault(status=500), Fault(raw=b'{"success": false, "error": "busy"}')])
+async def test_a_failing_get_plots_waits_a_gap_and_the_last_list_stays(fake_farm_factory, fault):
+    exporter, runner, now, calls = await harvester_runner(fake_farm_factory, **{"events.enabled": False})
+    try:
+        await runner.poll_once()
+        calls.service.faults["get_plots"] = fault
+        runner.collector._plots = None  # as at start: no list yet, and get_plots fails
+        runner.collector._plots_error = None
+        await runner.poll_once()
+        assert not runner.success and calls() == 2
+        for _ in range(4):  # polls every minute: the harvester is not asked again within the gap
+            now[0] += 60
+            await runner.poll_once()
+        assert calls() == 2 and not runner.success and "get_plots" in runner.last_error
+        del calls.service.faults["get_plots"]
+        now[0] += harvester.PLOTS_MIN_GAP
+        await runner.poll_once()
+        assert calls() == 3 and runner.success
+        calls.service.faults["get_plots"] = fault  # a list exists: a failed recount keeps it
+        now[0] += harvester.PLOTS_MAX_AGE + 1
+        await runner.poll_once()
+        assert calls() == 4 and runner.success and runner.snapshot.plots.total == 6
+        outcomes = {k[2] for k, n in exporter.stats.counts.items() if k[1] == "get_plots"}
+        assert "error" in outcomes  # each failed attempt is counted
     finally:
         await exporter.stop()

@@ -235,11 +235,9 @@ COLLECTOR_BODIES = {"full_node": BODIES["full_node"], "farmer": {**BODIES["farme
 @given(data=st.data())
 def test_collectors_on_mutated_bodies_fail_only_as_counted_rpc_errors(data):
     name = data.draw(st.sampled_from(sorted(COLLECTOR_BODIES)))
-    collector = next(c for c in COLLECTORS if c.name == name)
+    collector = next(c for c in build(COLLECTOR_CONFIG, None)[0] if c.name == name)  # fresh: no state between cases
     stats = RpcStats()
     rpc = MutatingRpc(COLLECTOR_BODIES[name], data.draw, stats)
-    if name == "harvester":
-        collector._plots = None  # fetch the plot list every time
     try:
         snapshot = asyncio.run(collector.fetch(rpc))
     except RpcError:
@@ -249,7 +247,7 @@ def test_collectors_on_mutated_bodies_fail_only_as_counted_rpc_errors(data):
         list(collector.render(snapshot))  # whatever was accepted renders
 
 
-def _collectors():
+def _collector_config():
     from pathlib import Path
     import tempfile
 
@@ -260,8 +258,7 @@ def _collectors():
 
     root = ChiaRoot(Path(tempfile.mkdtemp()) / "root", trustme.CA())
     root.write_config({})
-    collectors, _ = build(config_for(root.path, **{"collectors.data_layer.enabled": True}), None)
-    return collectors
+    return config_for(root.path, **{"collectors.data_layer.enabled": True})
 
 
-COLLECTORS = _collectors()
+COLLECTOR_CONFIG = _collector_config()

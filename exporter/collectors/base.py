@@ -71,19 +71,15 @@ def gauge(name: str, doc: str, value: float | None = None, labels: dict[str, str
 
 
 def labelled(name: str, doc: str, labels: list[str], rows: Iterable[tuple[Iterable[str], float]]) -> GaugeMetricFamily:
-    fam = GaugeMetricFamily(name, doc, labels=labels)
-    # The samples are made here rather than by add_metric: a big farm's scrape makes tens of
-    # thousands, and this is what a render costs beyond generate_latest itself.
-    append = fam.samples.append
-    for values, value in rows:
-        append(Sample(name, dict(zip(labels, map(str, values))), value))
-    return fam
+    return labelled_dicts(name, doc, labels, ((dict(zip(labels, map(str, values))), value) for values, value in rows))
 
 
 def labelled_dicts(name: str, doc: str, labels: list[str], rows: Iterable[tuple[dict[str, str], float]]) -> GaugeMetricFamily:
     """Like :func:`labelled`, with each row's labels already a dict: one dict can serve every
     family of the same object (a farm's harvesters appear in nine families)."""
     fam = GaugeMetricFamily(name, doc, labels=labels)
+    # The samples are made here rather than by add_metric: a big farm's scrape makes tens of
+    # thousands, and this is what a render costs beyond generate_latest itself.
     append = fam.samples.append
     for label_dict, value in rows:
         append(Sample(name, label_dict, value))

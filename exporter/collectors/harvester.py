@@ -28,7 +28,7 @@ from exporter.collectors.base import (
     histogram_family, labelled, optional, version_info,
 )
 from exporter.collectors.full_node import parse_connection_types, parse_version
-from exporter.rpc import check_success
+from exporter.rpc import RpcError, check_success
 
 V2_FLAG = 0x80  # get_plots reports a v2 plot's size as 0x80 | strength
 PLOTS_MAX_AGE = 3600.0  # refetch the plot list at least this often, even when the count is the same
@@ -114,14 +114,15 @@ async def parse_plots(body: bytes | bytearray) -> PlotCounts:
 
     Chia writes the body with sorted keys (``…, "plots": [{…}, {…}], "success": true}``). The
     plots array is cut into batches of about a megabyte at object boundaries, each parsed by one
-    ``json.loads`` straight from the bytes (no decoded copy of the whole body), with a yield to the
-    loop between batches. A cut that falls inside a string (a file name holding ``}, {``) makes
-    that batch invalid JSON, which is then read one object at a time with ``raw_decode``. Any other
-    layout falls back to one ``json.loads`` of the whole.
+    ``json.loads``, with a yield to the loop between batches. A cut that falls inside a string (a
+    file name holding ``}, {``) makes that batch invalid JSON: the next boundary is tried. A layout
+    this does not recognise is read one object at a time; a small body is parsed whole.
     """
     start = body.find(PLOTS_KEY) if len(body) > WHOLE_BODY_BYTES else -1
     if start < 0:
         return _parse_whole(body)
+    if not isinstance(body, bytearray):
+        body = bytearray(body)
     tally = _Tally()
     pos = start + len(PLOTS_KEY)
     n = len(body)
@@ -141,15 +142,15 @@ async def parse_plots(body: bytes | bytearray) -> PlotCounts:
             if cut < 0:
                 break
             try:
-                batch = json.loads(b"[" + body[pos:cut + 1] + b"]")
+                batch = _array_between(body, pos, cut)
                 break
             except ValueError:  # a cut inside a string (a file name holding "}, {"): the next one
                 cut = body.find(PLOT_SEPARATOR, cut + 1) if cut != end else -1
-                if cut < 0 and end > pos:
+                if cut < 0 and end > pos and body.rfind(PLOT_SEPARATOR, pos, end) < 0:
                     cut = end
         if batch is not None:
             pos = cut + 1
-        else:  # an unexpected layout: one object at a time, to the end of the array
+        else:
             batch, pos = _one_by_one(body, pos, n)
         tally.add_all(batch)
         await asyncio.sleep(0)  # let /metrics and the event stream run between batches
@@ -157,19 +158,45 @@ async def parse_plots(body: bytes | bytearray) -> PlotCounts:
     return tally.result(rest)
 
 
-def _one_by_one(body: bytes | bytearray, pos: int, limit: int) -> tuple[list, int]:
-    """Plot objects from ``pos`` to the end of the array (within ``limit``), and where it stopped."""
-    text = bytes(body[pos:limit]).decode()
+def _array_between(body: bytearray, first: int, last: int) -> list:
+    """The objects from ``body[first]`` (a ``{``) to ``body[last]`` (a ``}``), parsed as one JSON
+    array. The two bytes around them (a ``[`` or a space, a ``,`` or a ``]``) stand in for the
+    brackets for a moment, so that the batch is copied once, not three times: at 100k plots the
+    copies of 1 MB buffers cost as much as the parse of the objects in them."""
+    before, after = body[first - 1], body[last + 1]
+    body[first - 1], body[last + 1] = ord("["), ord("]")
+    try:
+        chunk = body[first - 1:last + 2]
+    finally:
+        body[first - 1], body[last + 1] = before, after
+    return json.loads(chunk)
+
+
+def _one_by_one(body: bytes | bytearray, pos: int, n: int) -> tuple[list, int]:
+    """Plot objects from ``pos``, a window of about a batch at a time (wider when one object does
+    not fit), up to the end of the array; and where it stopped."""
     decoder = json.JSONDecoder()
-    plots, i, n = [], 0, len(text)
-    while i < n:
-        while i < n and text[i] in " \n\r\t,":
-            i += 1
-        if i >= n or text[i] == "]":
-            break
-        plot, i = decoder.raw_decode(text, i)
-        plots.append(plot)
-    return plots, pos + len(text[:i].encode())
+    window = BATCH_BYTES
+    while True:
+        limit = min(n, pos + window)
+        text = bytes(body[pos:limit]).decode("utf-8", "ignore" if limit < n else "strict")
+        plots, i, size = [], 0, len(text)
+        while i < size:
+            while i < size and text[i] in " \n\r\t,":
+                i += 1
+            if i >= size or text[i] == "]":
+                break
+            try:
+                plot, i_next = decoder.raw_decode(text, i)
+            except ValueError:
+                if limit < n:
+                    break  # the window ends inside this object
+                raise
+            plots.append(plot)
+            i = i_next
+        if plots or limit >= n or (i < size and text[i] == "]"):
+            return plots, pos + len(text[:i].encode())
+        window *= 4
 
 
 def _parse_whole(body: bytes | bytearray) -> PlotCounts:
@@ -199,29 +226,38 @@ class HarvesterCollector(Collector[HarvesterSnapshot]):
         super().__init__(config)
         self.events = events
         self._plots: PlotCounts | None = None
-        self._plots_at = 0.0
+        self._plots_at = 0.0  # when the list was last asked for, whether or not it came
+        self._plots_error: RpcError | None = None  # why the last attempt failed
         self._monotonic = clock or time.monotonic
 
     def plots_outdated(self) -> bool:
-        if self._plots is None:
+        if self._plots is None and self._plots_error is None:
             return True
         age = self._monotonic() - self._plots_at
         if age > PLOTS_MAX_AGE:
             return True
-        if age < PLOTS_MIN_GAP:
+        if age < PLOTS_MIN_GAP:  # also after a failed attempt: a harvester too slow to answer gets a rest
             return False
         reported = self.events.total_plots if self.events is not None else None
         # Without a count from the event stream, a change cannot be seen: recount every gap.
-        return reported is None or reported != self._plots.total
+        return self._plots is None or reported is None or reported != self._plots.total
 
     async def fetch(self, rpc) -> HarvesterSnapshot:
         # The cheap call every poll makes decides whether the harvester answers at all (most polls
         # do not fetch the plot list).
         connections = await rpc.call("get_connections", parse=parse_connection_types)
         if self.plots_outdated():
-            self._plots = await rpc.call_raw("get_plots", parse=parse_plots, parse_body=plots_from_body)
             self._plots_at = self._monotonic()
-        assert self._plots is not None
+            # Stands until the answer comes: a poll that times out mid-list leaves it behind.
+            self._plots_error = RpcError("timeout", "get_plots", "no answer within the poll's timeout")
+            try:
+                self._plots = await rpc.call_raw("get_plots", parse=parse_plots, parse_body=plots_from_body)
+                self._plots_error = None
+            except RpcError as e:  # counted with its outcome; the last list, if any, stays shown
+                self._plots_error = e
+        if self._plots is None:
+            assert self._plots_error is not None
+            raise self._plots_error  # no list yet: the poll fails until one comes
         return HarvesterSnapshot(
             plots=self._plots,
             directories=await optional(rpc.call("get_plot_directories", parse=lambda b: len(b["directories"]))),

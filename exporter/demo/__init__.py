@@ -558,7 +558,8 @@ def main(argv: list[str]) -> int:
 def farm_processes(root: Path) -> list[int]:
     """The processes of the farm in ``root`` that still run, this one aside. The daemon and every
     service hold a lock file in its run/ folder (their process title overwrites their
-    environment); the signage sender and chia commands have its CHIA_ROOT in their environment.
+    environment); the signage sender and chia commands have its CHIA_ROOT in their environment and
+    chia or farm.py on their command line (a shell that exported CHIA_ROOT is not the farm's).
     Without /proc (macOS): the pid files."""
     if not Path("/proc/self/fd").exists():
         alive = []
@@ -574,8 +575,9 @@ def farm_processes(root: Path) -> list[int]:
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
             continue
         try:
-            if mine in (proc / "environ").read_bytes().split(b"\0") or any(
-                    os.readlink(fd).startswith(run) for fd in (proc / "fd").iterdir()):
+            ours = mine in (proc / "environ").read_bytes().split(b"\0") and any(
+                b"chia" in arg or arg.endswith(b"farm.py") for arg in (proc / "cmdline").read_bytes().split(b"\0"))
+            if ours or any(os.readlink(fd).startswith(run) for fd in (proc / "fd").iterdir()):
                 pids.append(int(proc.name))
         except OSError:
             continue
