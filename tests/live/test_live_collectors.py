@@ -31,8 +31,10 @@ def test_every_collector_serves_the_stack_values(chia_stack, run_exporter):
     by_plot = {k: v for k, v in got.items() if k.startswith("chia_harvester_plots{")}
     assert sum(by_plot.values()) == 6
     assert sum(v for k, v in by_plot.items() if 'plot_format="v1"' in k and 'k_size="19"' in k) == 3
-    assert sum(v for k, v in by_plot.items() if 'plot_format="v2"' in k) == 3
-    assert not any('k_size="1' + "47" in k for k in by_plot)
+    assert sum(v for k, v in by_plot.items() if 'plot_format="v2"' in k and 'k_size="20"' in k) == 3
+    assert not any(f'k_size="{0x80 | s}"' in k for k in by_plot for s in range(16))  # 0x80|strength is no k
+    strengths = {k: v for k, v in got.items() if k.startswith("chia_harvester_v2_plots{")}
+    assert sum(strengths.values()) == 3
     assert got["chia_harvester_plots_failed_to_open"] == 0
     assert got["chia_harvester_plot_directories"] >= 1
 
