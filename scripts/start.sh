@@ -31,46 +31,8 @@ else
   ROOT=
 fi
 
-PYTHON=${PYTHON:-python3}
-EXTRAS=auth
-STAMP=.venv/.installed-$EXTRAS
-WANT="$(cksum <pyproject.toml) $EXTRAS"
-
-ensure_python() {
-  if ! command -v "$PYTHON" >/dev/null || ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
-    echo "start.sh: needs Python 3.10 or newer as $PYTHON (set PYTHON=/path/to/python3)" >&2
-    exit 1
-  fi
-  # Debian and Ubuntu ship venv's pip bootstrap (ensurepip) apart, in python3-venv.
-  if "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then return; fi
-  if ! command -v apt-get >/dev/null; then
-    echo "start.sh: $PYTHON cannot make virtualenvs (no ensurepip): install its venv package first" >&2
-    exit 1
-  fi
-  local sudo="" version
-  if [ "$(id -u)" != 0 ]; then
-    command -v sudo >/dev/null || { echo "start.sh: python3-venv is missing: apt-get install python3-venv as root" >&2; exit 1; }
-    sudo=sudo
-  fi
-  version=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-  echo "start.sh: $PYTHON cannot make virtualenvs: installing python$version-venv (apt-get)" >&2
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "python$version-venv" >/dev/null ||
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
-}
-
-if [ -x .venv/bin/chia-prometheus-exporter ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$WANT" ] &&
-   .venv/bin/python -c '' 2>/dev/null; then
-  :  # installed from this pyproject.toml already (editable: code changes need no reinstall)
-else
-  if [ ! -x .venv/bin/pip ]; then
-    ensure_python
-    "$PYTHON" -m venv .venv
-  fi
-  echo "start.sh: installing the exporter into .venv (pip install -e '.[$EXTRAS]')" >&2
-  .venv/bin/pip install -q --disable-pip-version-check -e ".[$EXTRAS]"
-  echo "$WANT" >"$STAMP"
-fi
+. scripts/venv.sh
+ensure_venv auth
 
 if [ -n "$ROOT" ]; then
   echo "Chia found at $ROOT: running the exporter on it (http://localhost:9914/metrics)" >&2
