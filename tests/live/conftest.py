@@ -26,6 +26,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SIM = REPO.parent / "shared" / "chia-sim"
+# Chia's NodeType numbers, as get_connections reports them.
+FULL_NODE, HARVESTER, FARMER, WALLET = 1, 2, 3, 6
 
 
 @dataclass
@@ -56,6 +58,29 @@ class ChiaStack:
 
     def start(self) -> None:
         self.env = start_stack(self.dir)
+        self.wait_for_peers()
+
+    def wait_for_peers(self, timeout: float = 90) -> None:
+        """start.sh returns once every service answers healthz; the farmer, harvester and wallet
+        dial their peers after that (a restart takes several seconds more). Tests compare the
+        exporter's connection counts with the stack's, so wait until the links are up."""
+        wanted = {("full_node", FARMER), ("full_node", WALLET), ("farmer", FULL_NODE), ("farmer", HARVESTER)}
+        deadline = time.monotonic() + timeout
+        missing = wanted
+        while time.monotonic() < deadline:
+            seen = set()
+            for service in {s for s, _ in wanted}:
+                try:
+                    conns = self.rpc(service, "get_connections").get("connections", [])
+                except OSError:
+                    continue
+                seen |= {(service, c.get("type")) for c in conns}
+            missing = wanted - seen
+            if not missing:
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"the stack's peers did not connect within {timeout:.0f}s; missing (service, "
+                           f"peer node type): {sorted(missing)}")
 
     def stop(self) -> None:
         run_script("stop.sh", self.dir)
