@@ -105,8 +105,14 @@ class WebConfig:
     headers: dict[str, str] = field(default_factory=dict)  # added to every response
 
     def ssl_context(self) -> ssl.SSLContext | None:
+        """The listening context. Its certificate, key and client CA are read again, for new
+        connections, when one of those files changes on disk (a renewed certificate needs no
+        restart, as with exporter-toolkit); the web config file itself is read once, at start."""
         if self.tls_cert is None:
             return None
+        return ReloadingContext(self).listening
+
+    def build_context(self) -> ssl.SSLContext:
         # Not create_default_context: that would also trust the system's public CAs to vouch for
         # client certificates. Only client_ca_file may.
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -125,6 +131,45 @@ class WebConfig:
             "NoClientCert": ssl.CERT_NONE,
         }[self.client_auth_type]
         return ctx
+
+
+class ReloadingContext:
+    """Swaps in a context built from the files as they are now, during each TLS handshake.
+
+    The listening context's SNI callback runs in every handshake (with or without SNI) and, when
+    the certificate, key or client CA file changed since the last build, builds a new context and
+    hands the connection to it. A file that is missing or broken mid-renewal keeps the last good
+    context, with one error logged per change, so a bad copy never takes /metrics down.
+    """
+
+    def __init__(self, config: WebConfig) -> None:
+        self.config = config
+        self.paths = [p for p in (config.tls_cert, config.tls_key, config.client_ca) if p is not None]
+        self.stamp = self._stamp()
+        self.current = self.listening = config.build_context()
+        self.listening.sni_callback = self._handshake
+        self.failed_stamp: tuple | None = None
+
+    def _stamp(self) -> tuple | None:
+        try:
+            return tuple((s.st_mtime_ns, s.st_size, s.st_ino) for s in map(os.stat, self.paths))
+        except OSError:
+            return None
+
+    def _handshake(self, conn: ssl.SSLObject, server_name: str | None, listening: ssl.SSLContext) -> None:
+        stamp = self._stamp()
+        if stamp is not None and stamp != self.stamp and stamp != self.failed_stamp:
+            try:
+                self.current = self.config.build_context()
+                self.stamp = stamp
+                log.info("web TLS: certificate files changed, new connections use them")
+            except (ssl.SSLError, OSError) as e:
+                self.failed_stamp = stamp
+                log.error("web TLS: cannot load the changed certificate files (%s); keeping the previous ones",
+                          getattr(e, "reason", None) or type(e).__name__)
+        if self.current is not listening:
+            conn.context = self.current
+        return None
 
 
 def load_web_config(path: Path) -> WebConfig:
@@ -239,7 +284,8 @@ def load_web_config(path: Path) -> WebConfig:
         if client_ca is not None:
             check_ca_file(client_ca, source, "tls_server_config.client_ca_file")
     try:
-        cfg.ssl_context()
+        if cfg.tls_cert is not None:
+            cfg.build_context()
     except (ssl.SSLError, OSError) as e:
         raise ConfigError(source, "tls_server_config",
                           f"cannot build the TLS context: {getattr(e, 'reason', None) or e}") from None
@@ -255,8 +301,9 @@ def _cipher_suites(value: Any, source: str) -> tuple[str, ...]:
     names = []
     for go_name in value:
         if go_name in TLS13_CIPHER_SUITES:
-            raise ConfigError(source, key, f"{go_name} is a TLS 1.3 suite, which cannot be chosen (in Go "
-                              "either): remove it; cipher_suites applies to TLS 1.2")
+            # exporter-toolkit takes them (Go lists them in tls.CipherSuites()) and Go ignores them:
+            # TLS 1.3's suites are not configurable there, nor in OpenSSL's cipher list.
+            continue
         if go_name not in GO_CIPHER_SUITES:
             raise ConfigError(source, key, f"unknown or insecure cipher suite {go_name!r} "
                               "(Go's names, e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256)")
@@ -330,10 +377,11 @@ class BasicAuth:
 
     async def check(self, header: str) -> bool | None:
         """True: let in; False: 401; None: too many checks queued (429)."""
-        if not header.startswith("Basic "):
+        scheme, _, credentials = header.partition(" ")
+        if scheme.lower() != "basic":  # the scheme is case-insensitive (RFC 9110 11.1)
             return False
         try:
-            user, sep, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
+            user, sep, password = base64.b64decode(credentials.strip(), validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             return False
         if not sep:
