@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import signal
 import sys
@@ -59,7 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
                        action=argparse.BooleanOptionalAction, default=None,
                        help=f"enable the {name} collector (--no-collector.{name} to disable)")
         for key, meta in (("host", "HOST"), ("port", "PORT"), ("interval", "DURATION"), ("timeout", "DURATION")):
-            g.add_argument(f"--collector.{name}.{key}", dest=f"collectors.{name}.{key}", metavar=meta)
+            help_text = (f"the daemon's {key}, also for the events and --transport daemon "
+                         f"(default config.yaml's {'self_hostname' if key == 'host' else 'daemon_port'})"
+                         if name == "daemon" and key in ("host", "port") else None)
+            g.add_argument(f"--collector.{name}.{key}", dest=f"collectors.{name}.{key}", metavar=meta, help=help_text)
     return p
 
 
@@ -102,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if ns.check_config:
         print(describe(config))
+        for line in startup_warnings(config, web_config):
+            print(f"chia-prometheus-exporter: warning: {line}", file=sys.stderr)
         return 0
     setup_logging(config.log_level)
     try:
@@ -113,15 +119,59 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def describe(config: Config) -> str:
+    """What the exporter would do: the addresses it would really use."""
+    from exporter.daemon_ws import DESTINATIONS
+
+    e = config.events
+    daemon = _wss(e.host, e.port)  # the daemon collector's address, which the events use too
+    transport = config.transport + (f" (every request through {daemon})" if config.transport == "daemon" else "")
     lines = [f"configuration OK (read: {', '.join(config.sources) or 'defaults only'})",
-             f"listen: {config.listen_address}", f"transport: {config.transport}", f"log level: {config.log_level}"]
+             f"listen: {config.listen_address}", f"transport: {transport}", f"log level: {config.log_level}"]
     for c in config.collectors.values():
         state = "on " if c.enabled else "off"
-        lines.append(f"collector {c.name:<10} {state} {c.host}:{c.port} every {c.interval:g}s, "
+        if c.name == "daemon":
+            where = daemon
+        elif config.transport == "daemon":
+            where = f"through the daemon to {DESTINATIONS[c.name]}"
+        else:
+            where = f"{c.host}:{c.port}"
+        lines.append(f"collector {c.name:<10} {state} {where} every {c.interval:g}s, "
                      f"timeout {c.timeout:g}s, stale after {c.stale_after:g}s")
-    e = config.events
-    lines.append(f"events {'on ' if e.enabled else 'off'} wss://{e.host}:{e.port}/ watchdog {e.watchdog:g}s")
+    lines.append(f"events {'on ' if e.enabled else 'off'} {daemon} watchdog {e.watchdog:g}s")
     return "\n".join(lines)
+
+
+def _wss(host: str, port: int) -> str:
+    return f"wss://[{host}]:{port}/" if ":" in host else f"wss://{host}:{port}/"
+
+
+def startup_warnings(config: Config, web_config=None) -> list[str]:
+    """One line each, logged at start and printed by --check-config."""
+    warnings = list(config.warnings)
+    exposure = exposure_warning(config, web_config)
+    if exposure:
+        warnings.append(exposure)
+    return warnings
+
+
+def exposure_warning(config: Config, web_config=None) -> str | None:
+    """/metrics shows wallet balances and reward addresses: say so when anyone on the network can
+    read it (an address other than loopback, and neither basic auth nor client certificates)."""
+    host, _ = config.listen_host_port
+    if host == "localhost" or _is_loopback_ip(host):
+        return None
+    if web_config is not None and (web_config.users or web_config.client_auth_type == "RequireAndVerifyClientCert"):
+        return None
+    return (f"/metrics on {config.listen_address} can be read from other machines without basic auth or a "
+            "client certificate, and it shows wallet balances and reward addresses: listen on 127.0.0.1 "
+            "(--web.listen-address) or set --web.config.file, see docs/security.md")
+
+
+def _is_loopback_ip(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name other than localhost may resolve to any interface
+        return False
 
 
 async def serve(config: Config, web_config=None, ready: asyncio.Event | None = None,
@@ -129,6 +179,8 @@ async def serve(config: Config, web_config=None, ready: asyncio.Event | None = N
     from exporter.app import Exporter
     from exporter.server import create_app
 
+    for line in startup_warnings(config, web_config):
+        log.warning("%s", line)
     exporter = Exporter(config)
     app = create_app(exporter, web_config)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)

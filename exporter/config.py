@@ -100,10 +100,11 @@ class CollectorConfig:
 
 @dataclass(frozen=True)
 class EventsConfig:
-    """The daemon WebSocket that turns pushed events into counters."""
+    """The daemon WebSocket that turns pushed events into counters (and, with the daemon
+    transport, carries every request)."""
 
     enabled: bool
-    host: str
+    host: str  # always the daemon collector's address: one daemon, one address
     port: int
     cert: Path
     key: Path
@@ -129,6 +130,8 @@ class Config:
     # Where each certificate and key setting came from ("collectors.farmer.cert" -> source), so
     # that verify_tls can name it.
     origins: Mapping[str, str] = field(default_factory=dict)
+    # One line each, logged at start: what was turned off rather than stopping the exporter.
+    warnings: tuple[str, ...] = ()
 
     @property
     def listen_host_port(self) -> tuple[str, int]:
@@ -218,7 +221,10 @@ def parse_str(value: Any, source: str, key: str) -> str:
 
 COLLECTOR_KEYS = ("enabled", "host", "port", "interval", "timeout", "stale_after", "cert", "key",
                   "max_response_bytes")
-EVENTS_KEYS = ("enabled", "host", "port", "watchdog", "max_message_bytes", "harvester_expiry", "failed_partials")
+EVENTS_KEYS = ("enabled", "watchdog", "max_message_bytes", "harvester_expiry", "failed_partials")
+# Keys that were once accepted and now live elsewhere: named in the error, not just "unknown".
+MOVED_KEYS = {"events.host": "collectors.daemon.host", "events.port": "collectors.daemon.port"}
+MOVED_WHY = "the event stream and the daemon transport use the daemon's address"
 TOP_KEYS = ("chia_root", "log_level", "transport", "web", "collectors", "events")
 TRANSPORTS = ("https", "daemon")
 WEB_KEYS = ("listen_address", "config_file")
@@ -240,6 +246,8 @@ def layer_from_file(path: Path) -> Layer:
         text = path.read_text()
     except OSError as e:
         raise ConfigError(source, "", f"cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(source, "", "not UTF-8 text") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -290,6 +298,8 @@ def layer_from_file(path: Path) -> Layer:
                     layer[f"collectors.{name}.{k}"] = Setting(relative_to_file(f"collectors.{name}.{k}", v), source)
         elif top == "events":
             for k, v in mapping(value, "events").items():
+                if f"events.{k}" in MOVED_KEYS:
+                    raise ConfigError(source, f"events.{k}", f"{MOVED_WHY}: set {MOVED_KEYS[f'events.{k}']}")
                 if k not in EVENTS_KEYS:
                     raise ConfigError(source, f"events.{k}", f"unknown key (known: {', '.join(EVENTS_KEYS)})")
                 layer[f"events.{k}"] = Setting(v, source)
@@ -313,10 +323,13 @@ def all_dotted_keys() -> list[str]:
 def layer_from_env(environ: Mapping[str, str]) -> Layer:
     """``CHIA_EXPORTER_*`` variables; an unknown one is an error, not silently ignored."""
     known = {env_key(k): k for k in all_dotted_keys()}
+    moved = {env_key(old): env_key(new) for old, new in MOVED_KEYS.items()}
     layer: Layer = {}
     for var, value in environ.items():
         if not var.startswith(ENV_PREFIX):
             continue
+        if var in moved:
+            raise ConfigError(f"environment variable {var}", "", f"{MOVED_WHY}: set {moved[var]}")
         if var not in known:
             raise ConfigError(f"environment variable {var}", "", "unknown setting "
                               "(see the configuration reference in the README)")
@@ -329,14 +342,20 @@ def layer_from_env(environ: Mapping[str, str]) -> Layer:
 
 
 def read_chia_config(chia_root: Path) -> tuple[dict, Path | None]:
-    """Chia's config.yaml, or ({}, None) when CHIA_ROOT has none (not a Chia host)."""
+    """Chia's config.yaml, or ({}, None) when CHIA_ROOT has none (not a Chia host).
+
+    Read without asking first whether it exists: Path.exists() raises PermissionError for a
+    CHIA_ROOT the exporter cannot enter (a traceback), and a check that said False instead would
+    pass a home folder of mode 0700 off as "no Chia here"."""
     path = chia_root / "config" / "config.yaml"
-    if not path.exists():
-        return {}, None
     try:
         data = yaml.safe_load(path.read_text())
+    except (FileNotFoundError, NotADirectoryError):
+        return {}, None
     except OSError as e:
         raise ConfigError(str(path), "", f"cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(str(path), "", "not UTF-8 text") from None
     except yaml.YAMLError:
         raise ConfigError(str(path), "", "not valid YAML") from None
     if not isinstance(data, dict):
@@ -424,11 +443,6 @@ def chia_defaults(chia_root: Path, chia: ChiaConfig) -> Layer:
             if value is not None:
                 layer[f"collectors.{name}.{ours}"] = Setting(str(chia_path(chia_root, value)),
                                                              chia.origin(ssl_where, theirs))
-    daemon_port = chia.value((), "daemon_port", "port")
-    if daemon_port is not None:
-        layer["events.port"] = Setting(daemon_port, chia.origin((), "daemon_port"))
-    if host is not None:
-        layer["events.host"] = Setting(host, chia.origin((), "self_hostname"))
     return layer
 
 
@@ -477,13 +491,14 @@ def load(
         collectors[name] = _collector(name, spec, chia_root, get)
 
     enabled_any = any(c.enabled for c in collectors.values())
-    # The events client reuses the daemon's certificate and address unless set on its own.
+    # One daemon, one address: the event stream (and with it the daemon transport) talks to the
+    # daemon collector's host and port, and uses its certificate, even with that collector off.
     daemon_cfg = collectors["daemon"]
     ev = lambda k, d: get(f"events.{k}", d)  # noqa: E731
     events = EventsConfig(
         enabled=parse_bool(ev("enabled", True).value, ev("enabled", True).source, "events.enabled"),
-        host=parse_str(ev("host", daemon_cfg.host).value, ev("host", "").source, "events.host"),
-        port=parse_int(ev("port", daemon_cfg.port).value, ev("port", 0).source, "events.port", 1, 65535),
+        host=daemon_cfg.host,
+        port=daemon_cfg.port,
         cert=collectors["daemon"].cert,
         key=collectors["daemon"].key,
         watchdog=parse_duration(ev("watchdog", 300).value, ev("watchdog", 0).source, "events.watchdog"),
@@ -520,7 +535,7 @@ def load(
     # Fail at start, not at the first poll, when a certificate a collector needs is missing.
     needs_tls = [c for c in collectors.values() if c.enabled] + ([events] if events.enabled else [])
     if needs_tls or enabled_any:
-        if chia_file is None and not ca_cert.exists():
+        if chia_file is None and not _exists(ca_cert, ca_source(chia_file), "private_ssl_ca.crt"):
             raise ConfigError(str(chia_root / "config" / "config.yaml"), "",
                               "no Chia configuration here: set --chia-root or CHIA_ROOT "
                               "to the folder of a Chia installation")
@@ -529,18 +544,44 @@ def load(
     for name in collectors:
         for part in ("cert", "key"):
             origins[f"collectors.{name}.{part}"] = get(f"collectors.{name}.{part}", "").source
-    for name, c in collectors.items():
-        # Through the daemon, only the daemon's certificate is used.
-        if c.enabled and (transport == "https" or name == "daemon"):
-            hint = ""
-            if get(f"collectors.{name}.enabled", None).source == "default":
-                hint = f" (or turn the collector off: --no-collector.{name})"
-            for part in ("cert", "key"):
-                _check_readable(getattr(c, part), origins[f"collectors.{name}.{part}"],
-                                f"collectors.{name}.{part}", hint)
-    if events.enabled and not collectors["daemon"].enabled:
-        _check_readable(events.cert, origins["collectors.daemon.cert"], "collectors.daemon.cert")
-        _check_readable(events.key, origins["collectors.daemon.key"], "collectors.daemon.key")
+    user_layers = (file_layer, env, flag_layer)
+    warnings: list[str] = []
+    first_missing: ConfigError | None = None
+    for name in collectors:
+        c = collectors[name]
+        users = _pair_users(name, c, events, transport)
+        if not users:
+            continue
+        # A pair that only default-on parts use, at the path config.yaml (or the default) gives:
+        # a missing file means the service was never set up here (no DataLayer ever ran on this
+        # host), so those parts go off with a warning. What the user asked for, a path the user
+        # gave, or a file that is there but cannot be read stops the exporter.
+        optional = (all(get(f"{setting}.enabled", None).source == "default" for _, setting, _ in users)
+                    and not (name == "daemon" and transport == "daemon")
+                    and not any(f"collectors.{name}.{part}" in layer
+                                for layer in user_layers for part in ("cert", "key")))
+        hint = f" (or turn the collector off: --no-collector.{name})" if not c.required and c.enabled else ""
+        for part, what in (("cert", "certificate"), ("key", "key")):
+            path, key = getattr(c, part), f"collectors.{name}.{part}"
+            error = _read_error(path)
+            if error is None:
+                continue
+            reason = f"cannot read {path}: {error.strerror or error}"
+            if not (optional and isinstance(error, FileNotFoundError)):
+                raise ConfigError(origins[key], key, reason + hint)
+            first_missing = first_missing or ConfigError(
+                origins[key], key, f"{reason}, and no collector is left to run without it")
+            origin = "the default path" if origins[key] == "default" else origins[key]
+            warnings.append(f"{' and '.join(label for label, _, _ in users)} off: its {what} {path} "
+                            f"does not exist (from {origin}); "
+                            f"{' or '.join(flag for _, _, flag in users)} to require it")
+            if c.enabled:
+                collectors[name] = replace(c, enabled=False)
+            if name == "daemon":
+                events = replace(events, enabled=False)
+            break
+    if first_missing is not None and not events.enabled and not any(c.enabled for c in collectors.values()):
+        raise first_missing
 
     sources = tuple(s for s in (str(chia_file) if chia_file else None,
                                 str(config_file.value) if config_file else None) if s)
@@ -550,7 +591,7 @@ def load(
         collectors=collectors, events=events,
         chia_config_file=chia_file, sources=sources,
         full_node_database=full_node_database(chia_root, chia) if chia_file else None,
-        origins=origins,
+        origins=origins, warnings=tuple(warnings),
     )
 
 
@@ -691,12 +732,43 @@ def _choice(setting: Setting, key: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def _check_readable(path: Path, source: str, key: str, hint: str = "") -> None:
+def _pair_users(name: str, c: CollectorConfig, events: EventsConfig,
+                transport: str) -> list[tuple[str, str, str]]:
+    """What will load collector NAME's certificate and key: (label, settings prefix, the flag that
+    turns it on) for each. Through the daemon only the daemon's pair is used; the event stream
+    uses the daemon's pair too."""
+    users = []
+    if c.enabled and (transport == "https" or name == "daemon"):
+        users.append((f"collector {name}", f"collectors.{name}", f"--collector.{name}"))
+    if name == "daemon" and events.enabled:
+        users.append(("the event stream", "events", "--events"))
+    return users
+
+
+def _read_error(path: Path) -> OSError | None:
     try:
         with open(path, "rb"):
-            pass
+            return None
     except OSError as e:
-        raise ConfigError(source, key, f"cannot read {path}: {e.strerror or e}{hint}") from None
+        return e
+
+
+def _check_readable(path: Path, source: str, key: str) -> None:
+    error = _read_error(path)
+    if error is not None:
+        raise ConfigError(source, key, f"cannot read {path}: {error.strerror or error}")
+
+
+def _exists(path: Path, source: str, key: str) -> bool:
+    """Whether PATH exists. "Permission denied" on a folder on the way is neither a traceback
+    (as from Path.exists()) nor "absent" (as from os.path.exists()): it is a ConfigError."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as e:
+        raise ConfigError(source, key, f"cannot read {path}: {e.strerror or e}") from None
+    return True
 
 
 def _pick(key: str, *layers: Layer) -> Setting | None:

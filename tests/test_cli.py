@@ -30,11 +30,11 @@ def command(kind: str) -> list[str]:
     return [sys.executable, "-m", "exporter"]
 
 
-async def start(farm, kind: str, *flags: str) -> tuple[asyncio.subprocess.Process, str]:
+async def start(farm, kind: str, *flags: str, host: str = "127.0.0.1") -> tuple[asyncio.subprocess.Process, str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHIA")}
     env["CHIA_ROOT"] = str(farm.root.path)
-    proc = await asyncio.create_subprocess_exec(*command(kind), "--web.listen-address", f"127.0.0.1:{port}", *flags,
+    proc = await asyncio.create_subprocess_exec(*command(kind), "--web.listen-address", f"{host}:{port}", *flags,
                                                 env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as http:
@@ -81,6 +81,7 @@ async def test_serves_and_stops_cleanly(fake_farm_factory, kind, sig):
     assert code == 0
     log = (await proc.stdout.read()).decode()
     assert "shutting down" in log and "Traceback" not in log
+    assert "docs/security.md" not in log and " off: its " not in log  # loopback; every certificate there
 
 
 @pytest.mark.parametrize("flags,state", [(("--collector.full_node",), "failing"), ((), "absent")],
@@ -149,3 +150,53 @@ def test_node_exporter_spellings(chia_root):
     assert proc.returncode == 0, proc.stderr
     assert "log level: warning" in proc.stdout
     assert "collector farmer     on  127.0.0.1:1 every 90s" in proc.stdout and "watchdog 5400s" in proc.stdout
+
+
+async def test_listening_beyond_loopback_without_access_control_warns_once(fake_farm_factory):
+    farm = await fake_farm_factory()
+    proc, url = await start(farm, "console script", host="0.0.0.0")
+    proc.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(proc.wait(), 5)
+    log = (await proc.stdout.read()).decode().splitlines()
+    address = "0.0.0.0:" + url.rsplit(":", 1)[1]
+    [warning] = [line for line in log if "level=WARNING" in line]
+    assert f"/metrics on {address} can be read from other machines" in warning
+    assert "wallet balances" in warning and "docs/security.md" in warning
+
+
+@pytest.mark.parametrize("address,web,warns", [
+    ("127.0.0.1:9914", None, False), ("127.0.0.2:9914", None, False), ("[::1]:9914", None, False),
+    ("localhost:9914", None, False), ("0.0.0.0:9914", None, True), (":9914", None, True),
+    ("[::]:9914", None, True), ("192.168.1.20:9914", None, True), ("farm.lan:9914", None, True),
+    ("0.0.0.0:9914", "basic auth", False), ("0.0.0.0:9914", "client certificates", False),
+    ("0.0.0.0:9914", "TLS only", True),  # encrypted, but anyone who connects reads it
+])
+def test_exposure_warning(chia_root, address, web, warns):
+    from exporter.cli import exposure_warning
+    from exporter.config import load
+    from exporter.server import WebConfig
+
+    chia_root.write_config({})
+    config = load({"chia_root": str(chia_root.path), "web.listen_address": address}, environ={})
+    web_config = {None: None, "basic auth": WebConfig(users={"prometheus": b"$2b$12$x"}),
+                  "client certificates": WebConfig(Path("tls.crt"), Path("tls.key"), Path("ca.crt"),
+                                                   "RequireAndVerifyClientCert"),
+                  "TLS only": WebConfig(Path("tls.crt"), Path("tls.key"))}[web]
+    warning = exposure_warning(config, web_config)
+    assert (warning is not None) == warns
+    if warns:
+        assert address in warning and "docs/security.md" in warning
+
+
+def test_check_config_through_the_daemon_shows_the_addresses_in_use(chia_root):
+    chia_root.write_config({"full_node": 18555, "farmer": 18559, "daemon": 55411})
+    proc = run("--chia-root", str(chia_root.path), "--transport", "daemon", "--collector.daemon.host", "10.0.0.5",
+               "--collector.daemon.port", "6000", "--collector.farmer.port", "7000", "--check-config")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "transport: daemon (every request through wss://10.0.0.5:6000/)" in lines
+    assert any(line.startswith("collector farmer     on  through the daemon to chia_farmer every 30s") for line in lines)
+    assert any(line.startswith("collector daemon     on  wss://10.0.0.5:6000/ every 60s") for line in lines)
+    assert any(line.startswith("events on  wss://10.0.0.5:6000/") for line in lines)
+    for unused in ("7000", "18555", "18559", "55411", "127.0.0.1"):  # ports and hosts the daemon transport ignores
+        assert unused not in proc.stdout, unused

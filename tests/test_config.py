@@ -319,3 +319,294 @@ def test_paths_in_the_yaml_file_expand_variables_before_they_count_as_relative(r
     exporter_yml.write_text(f"chia_root: $CHIA_TEST_HOME/{root.path.name}\n")
     c = load({"config": str(exporter_yml)}, environ={"CHIA_TEST_HOME": str(root.path.parent)})
     assert c.chia_root == root.path
+
+
+# ---------------------------------------------------------------------------------------------
+# One daemon address: the daemon collector's, used by the event stream and the daemon transport.
+
+def without_in_chia_config(root, *keys: str) -> None:
+    path = root.path / "config" / "config.yaml"
+    data = yaml.safe_load(path.read_text())
+    for key in keys:
+        data.pop(key, None)
+    path.write_text(yaml.safe_dump(data))
+
+
+def daemon_address_sources(root, tmp_path, highest: str) -> tuple[dict, dict, str | None]:
+    """Every source of the daemon's address up to HIGHEST set, each to its own value: returns the
+    flags, the environment and the exporter's YAML file to load with."""
+    order = ["default", "config.yaml", "yaml", "env", "flag"]
+    upto = order[:order.index(highest) + 1]
+    if "config.yaml" not in upto:
+        without_in_chia_config(root, "daemon_port", "self_hostname")
+    flags, env, yml = {}, {}, None
+    if "yaml" in upto:
+        yml = tmp_path / "exporter.yml"
+        yml.write_text("collectors:\n  daemon:\n    host: file-host\n    port: 1001\n")
+    if "env" in upto:
+        env = {"CHIA_EXPORTER_COLLECTORS_DAEMON_HOST": "env-host", "CHIA_EXPORTER_COLLECTORS_DAEMON_PORT": "1002"}
+    if "flag" in upto:
+        flags = {"collectors.daemon.host": "flag-host", "collectors.daemon.port": "1003"}
+    return flags, env, str(yml) if yml else None
+
+
+DAEMON_ADDRESS = [  # the highest source set (every lower one is set too), and the address used
+    ("default", ("localhost", 55400)),
+    ("config.yaml", ("127.0.0.1", 55411)),  # self_hostname, daemon_port
+    ("yaml", ("file-host", 1001)),
+    ("env", ("env-host", 1002)),
+    ("flag", ("flag-host", 1003)),
+]
+
+
+@pytest.mark.parametrize("transport", ["https", "daemon"])
+@pytest.mark.parametrize("highest,address", DAEMON_ADDRESS, ids=[row[0] for row in DAEMON_ADDRESS])
+async def test_one_daemon_address_for_the_collector_the_events_and_the_transport(root, tmp_path, transport,
+                                                                                 highest, address):
+    from exporter.app import Exporter
+    from exporter.daemon_ws import DaemonRpc, StreamRpc
+
+    flags, env, yml = daemon_address_sources(root, tmp_path, highest)
+    c = cfg(root, environ=env, transport=transport, **({"config": yml} if yml else {}), **flags)
+    assert (c.collectors["daemon"].host, c.collectors["daemon"].port) == address
+    assert (c.events.host, c.events.port) == address
+    # What the running exporter connects to, not only what the settings say.
+    exporter = Exporter(c, process_metrics=False)
+    await exporter.start(background=False)
+    try:
+        assert (exporter.events.host, exporter.events.port) == address
+        assert (exporter.partials.host, exporter.partials.port) == address  # the wallet_ui socket
+        for runner in exporter.runners:
+            rpc = exporter.rpc_for(runner.collector)
+            if transport == "daemon":  # every request, the daemon collector's included, on the stream
+                assert isinstance(rpc, StreamRpc) and rpc.stream is exporter.events, runner.name
+            elif runner.name == "daemon":
+                assert isinstance(rpc, DaemonRpc) and (rpc.host, rpc.port) == address
+    finally:
+        await exporter.stop()
+
+
+def test_the_daemon_address_holds_with_the_daemon_collector_off(root):
+    c = cfg(root, **{"collectors.daemon.enabled": False, "collectors.daemon.port": "1003"})
+    assert c.events.enabled and (c.events.host, c.events.port) == ("127.0.0.1", 1003)
+
+
+@pytest.mark.parametrize("source", ["flag", "env", "yaml"])
+@pytest.mark.parametrize("transport", ["daemon", "https"])
+async def test_an_overridden_daemon_address_is_where_requests_and_events_go(fake_farm_factory, tmp_path,
+                                                                            source, transport):
+    """config.yaml's daemon_port leads nowhere; the daemon is where the override says."""
+    from tests.conftest import unused_port
+    from tests.harness import config_for, render_once
+
+    farm = await fake_farm_factory()
+    set_in_chia_config(farm.root, "daemon_port", unused_port())
+    real = str(farm.ports["daemon"])
+    flags, env = {}, {}
+    if source == "flag":
+        flags = {"collectors.daemon.port": real}
+    elif source == "env":
+        env = {"CHIA_EXPORTER_COLLECTORS_DAEMON_PORT": real}
+    else:
+        yml = tmp_path / "exporter.yml"
+        yml.write_text(f"collectors:\n  daemon:\n    port: {real}\n")
+        flags = {"config": str(yml)}
+    config = load({"chia_root": str(farm.root.path), "transport": transport, **flags}, environ=env)
+    text = await render_once(config)
+    assert "chia_exporter_websocket_connected 1.0" in text
+    for name in ("daemon", "farmer", "full_node"):
+        assert f'chia_exporter_collector_success{{collector="{name}"}} 1.0' in text, name
+
+
+@pytest.mark.parametrize("old,new", [("host", "collectors.daemon.host"), ("port", "collectors.daemon.port")])
+def test_events_host_and_port_name_the_daemon_setting(root, tmp_path, old, new):
+    yml = tmp_path / "exporter.yml"
+    yml.write_text(f"events:\n  {old}: x\n")
+    with pytest.raises(ConfigError) as err:
+        cfg(root, config=str(yml))
+    assert (err.value.source, err.value.key) == (str(yml), f"events.{old}") and new in err.value.message
+    var = f"CHIA_EXPORTER_EVENTS_{old.upper()}"
+    with pytest.raises(ConfigError) as err:
+        cfg(root, environ={var: "x"})
+    assert err.value.source == f"environment variable {var}" and new.upper().replace(".", "_") in err.value.message
+
+
+# ---------------------------------------------------------------------------------------------
+# Folders the exporter's user cannot enter: one line naming the file, exit 2, never a traceback.
+
+@pytest.fixture
+def lock_out():
+    """``lock(folder)`` makes a folder the exporter cannot enter, for real: tests run as root in
+    CI, whom mode 000 does not stop, so there the folder goes to another owner and the exporter
+    runs as root without the two capabilities that bypass file permissions (``prefix``)."""
+    import shutil
+
+    locked: list[Path] = []
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        assert setpriv, "setpriv (util-linux) is needed to run the exporter without root's permission bypass"
+        caps = "-dac_override,-dac_read_search"
+        prefix = [setpriv, f"--inh-caps={caps}", f"--bounding-set={caps}"]
+
+    def lock(folder: Path) -> None:
+        if os.geteuid() == 0:
+            os.chown(folder, 65534, 65534)  # nobody's
+        folder.chmod(0)
+        locked.append(folder)
+
+    yield lock, prefix
+    for folder in locked:
+        folder.chmod(0o700)
+
+
+def run_cli_as(prefix: list[str], *args: str) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CHIA")}
+    return subprocess.run([*prefix, sys.executable, "-m", "exporter", *args], capture_output=True, text=True,
+                          timeout=30, env=base)
+
+
+LOCKED = [  # what is locked, what else is set up, and what the one line must say
+    ("home", "the CHIA_ROOT's parent, like /home/chia of mode 0700",
+     "{root}/config/config.yaml: cannot read: Permission denied"),
+    ("ssl/farmer", "", "collectors.farmer.cert: cannot read {root}/config/ssl/farmer/private_farmer.crt: "
+                       "Permission denied"),
+    # Only on by default, but its file is there and unreadable: not "never set up here".
+    ("ssl/data_layer", "", "collectors.data_layer.cert: cannot read "
+                           "{root}/config/ssl/data_layer/private_data_layer.crt: Permission denied"),
+    ("ssl/ca", "no config.yaml", "private_ssl_ca.crt: cannot read {root}/config/ssl/ca/private_ca.crt: "
+                                 "Permission denied"),
+    ("exporter file", "", "{yml}: cannot read: Permission denied"),
+]
+
+
+@pytest.mark.parametrize("what,setup,says", LOCKED, ids=[row[0] for row in LOCKED])
+def test_a_folder_the_exporter_cannot_enter_is_one_line_and_exit_2(root, tmp_path, lock_out, what, setup, says):
+    lock, prefix = lock_out
+    args = ["--chia-root", str(root.path), "--check-config"]
+    yml = tmp_path / "private" / "exporter.yml"
+    yml.parent.mkdir()
+    yml.write_text("log_level: info\n")
+    if setup == "no config.yaml":
+        (root.path / "config" / "config.yaml").unlink()
+    if what == "home":
+        lock(root.path.parent)
+    elif what == "exporter file":
+        args += ["--config", str(yml)]
+        lock(yml.parent)
+    else:
+        lock(root.path / "config" / what)
+    proc = run_cli_as(prefix, *args)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    [line] = proc.stderr.splitlines()
+    assert line.startswith("chia-prometheus-exporter: configuration error: "), line
+    assert says.format(root=root.path, yml=yml) in line and "Traceback" not in proc.stderr, line
+
+
+# ---------------------------------------------------------------------------------------------
+# A default-on collector whose certificate was never made here goes off; one asked for stops.
+
+DEFAULT_ON = ["full_node", "farmer", "harvester", "wallet", "data_layer", "crawler"]
+
+
+def with_crawler(root) -> None:
+    root.write_config({"full_node": 18555, "farmer": 18559, "harvester": 18560, "wallet": 19256, "daemon": 55411},
+                      seeder=SEEDER)
+
+
+@pytest.mark.parametrize("part", ["crt", "key"])
+@pytest.mark.parametrize("name", DEFAULT_ON)
+def test_a_default_on_collector_without_its_files_goes_off_with_one_warning(root, name, part):
+    with_crawler(root)
+    missing = root.path / "config" / "ssl" / name / f"private_{name}.{part}"
+    missing.unlink()
+    c = cfg(root)
+    assert not c.collectors[name].enabled
+    assert all(x.enabled for n, x in c.collectors.items() if n != name) and c.events.enabled
+    [warning] = c.warnings
+    assert warning.startswith(f"collector {name} off: its {'certificate' if part == 'crt' else 'key'} {missing} "
+                              "does not exist")
+    assert f"--collector.{name} to require it" in warning
+    verify_tls(c)  # the others still load
+
+
+@pytest.mark.parametrize("how", ["flag", "env", "yaml"])
+@pytest.mark.parametrize("name", DEFAULT_ON)
+def test_a_collector_the_user_enabled_still_needs_its_files(root, tmp_path, name, how):
+    with_crawler(root)
+    (root.path / "config" / "ssl" / name / f"private_{name}.crt").unlink()
+    flags, env = {}, {}
+    if how == "flag":
+        flags = {f"collectors.{name}.enabled": True}
+    elif how == "env":
+        env = {f"CHIA_EXPORTER_COLLECTORS_{name.upper()}_ENABLED": "true"}
+    else:
+        yml = tmp_path / "exporter.yml"
+        yml.write_text(f"collectors:\n  {name}: true\n")
+        flags = {"config": str(yml)}
+    with pytest.raises(ConfigError) as err:
+        cfg(root, environ=env, **flags)
+    assert err.value.key == f"collectors.{name}.cert" and "No such file" in err.value.message
+
+
+def test_a_certificate_path_the_user_gave_must_exist(root, tmp_path):
+    yml = tmp_path / "exporter.yml"
+    yml.write_text("collectors:\n  data_layer:\n    cert: missing.crt\n")
+    with pytest.raises(ConfigError) as err:
+        cfg(root, config=str(yml))
+    assert (err.value.source, err.value.key) == (str(yml), "collectors.data_layer.cert")
+
+
+@pytest.mark.parametrize("flags,off", [
+    ({}, "collector daemon and the event stream off"),
+    ({"collectors.daemon.enabled": False}, "the event stream off"),
+    ({"events.enabled": False}, "collector daemon off"),
+])
+def test_without_the_daemons_files_the_default_daemon_parts_go_off(root, flags, off):
+    missing = root.path / "config" / "ssl" / "daemon" / "private_daemon.key"
+    missing.unlink()
+    c = cfg(root, **flags)
+    assert not c.collectors["daemon"].enabled and not c.events.enabled and c.collectors["farmer"].enabled
+    [warning] = c.warnings
+    assert warning.startswith(f"{off}: its key {missing} does not exist"), warning
+
+
+@pytest.mark.parametrize("flags", [{"transport": "daemon"}, {"events.enabled": True},
+                                   {"collectors.daemon.enabled": True}], ids=["transport", "events", "collector"])
+def test_the_daemons_files_are_needed_when_asked_for(root, flags):
+    (root.path / "config" / "ssl" / "daemon" / "private_daemon.crt").unlink()
+    with pytest.raises(ConfigError) as err:
+        cfg(root, **flags)
+    assert err.value.key == "collectors.daemon.cert" and "No such file" in err.value.message
+
+
+def test_through_the_daemon_other_collectors_files_are_not_needed(root):
+    (root.path / "config" / "ssl" / "data_layer" / "private_data_layer.crt").unlink()
+    c = cfg(root, transport="daemon")
+    assert c.collectors["data_layer"].enabled and c.warnings == ()
+
+
+def test_with_no_certificate_at_all_nothing_is_left_and_that_is_an_error(root):
+    import shutil
+
+    for name in ("full_node", "farmer", "harvester", "wallet", "daemon", "data_layer"):
+        shutil.rmtree(root.path / "config" / "ssl" / name)
+    with pytest.raises(ConfigError) as err:
+        cfg(root)
+    assert err.value.key == "collectors.full_node.cert" and "no collector is left to run" in err.value.message
+
+
+def test_check_config_on_a_host_that_never_ran_the_data_layer(root):
+    """Every Chia install has a data_layer section; a host that never ran it has no certificate."""
+    import shutil
+
+    shutil.rmtree(root.path / "config" / "ssl" / "data_layer")
+    proc = run_cli("--chia-root", str(root.path), "--web.listen-address", "127.0.0.1:9914", "--check-config")
+    assert proc.returncode == 0, proc.stderr
+    assert "collector data_layer off" in proc.stdout and "collector farmer     on" in proc.stdout
+    assert proc.stderr.splitlines() == [
+        f"chia-prometheus-exporter: warning: collector data_layer off: its certificate "
+        f"{root.path}/config/ssl/data_layer/private_data_layer.crt does not exist "
+        f"(from {root.path}/config/config.yaml (data_layer.ssl.private_crt)); --collector.data_layer to require it"]
+    proc = run_cli("--chia-root", str(root.path), "--collector.data_layer", "--check-config")
+    assert proc.returncode == 2 and "collectors.data_layer.cert" in proc.stderr
