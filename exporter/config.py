@@ -468,7 +468,11 @@ def load(
     if root_setting is None and environ.get("CHIA_ROOT"):
         root_setting = Setting(environ["CHIA_ROOT"], "environment variable CHIA_ROOT")
     root_value = root_setting.value if root_setting else DEFAULT_CHIA_ROOT
-    chia_root = Path(os.path.expandvars(str(root_value))).expanduser()
+    try:
+        chia_root = Path(os.path.expandvars(str(root_value))).expanduser()
+    except RuntimeError:  # "~" with neither HOME nor an entry in the user database (odd containers)
+        raise ConfigError(root_setting.source if root_setting else "default", "chia_root",
+                          f"cannot expand {root_value!r}: no home directory for this user; set CHIA_ROOT") from None
     data, chia_file = read_chia_config(chia_root)
     chia = ChiaConfig(data, chia_file)
     discovered = chia_defaults(chia_root, chia) if chia_file else {}

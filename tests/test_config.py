@@ -610,3 +610,14 @@ def test_check_config_on_a_host_that_never_ran_the_data_layer(root):
         f"(from {root.path}/config/config.yaml (data_layer.ssl.private_crt)); --collector.data_layer to require it"]
     proc = run_cli("--chia-root", str(root.path), "--collector.data_layer", "--check-config")
     assert proc.returncode == 2 and "collectors.data_layer.cert" in proc.stderr
+
+
+def test_a_user_without_a_home_gets_one_line_for_the_default_chia_root(monkeypatch):
+    """``~`` with no HOME and no entry in the user database (a container run with a bare uid)."""
+    import pwd
+
+    monkeypatch.delenv("HOME", raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", lambda uid: (_ for _ in ()).throw(KeyError(uid)))
+    with pytest.raises(ConfigError) as e:
+        load({}, environ={})
+    assert e.value.key == "chia_root" and "set CHIA_ROOT" in e.value.message
