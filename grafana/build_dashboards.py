@@ -3,9 +3,11 @@
 
     python grafana/build_dashboards.py
 
-Every panel's datasource is the `datasource` variable, every query is filtered by the `job` and
-`instance` variables (the Harvesters dashboard also by `node_id`), and units are set, so that the
-four dashboards stay consistent. A panel never puts two units on one axis: a second unit goes to
+Every panel's datasource is the `datasource` variable, every query is filtered by the `farm`, `job`
+and `instance` variables (the Harvesters dashboard also by `node_id`), and units are set, so that
+the four dashboards stay consistent. `farm` is the external label docs/scaling.md recommends where
+several farms share one store; where no series has it, the variable has no values and its "All"
+(`.*`) also matches series without the label, so the filter changes nothing. A panel never puts two units on one axis: a second unit goes to
 the right axis (an override by query) or to a panel of its own. The generated JSON is committed; a
 test checks that it is up to date and that every query parses and names only metrics the
 exporter serves (or recording rules).
@@ -23,11 +25,14 @@ from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "dashboards"
 DS = {"type": "prometheus", "uid": "${datasource}"}
-SEL = 'job=~"$job", instance=~"$instance"'
+SEL = 'farm=~"$farm", job=~"$job", instance=~"$instance"'
 HARVESTER = 'node_id=~"$node_id"'  # the Harvesters dashboard's harvester selector
 XCH_WALLETS = 'wallet_type=~"standard|pooling"'
 CAT_WALLETS = 'wallet_type=~"cat|crcat|rcat"'
-LE_5S = 'le="5.0"'  # the bucket of lookups that still made it: over 5 s loses the signage point
+# Lookup buckets the alerts use: over 5 s is at risk (Chia's harvester warns over 8 s), over 30 s
+# the proofs came after the infusion point (28-38 s after the signage point): lost.
+LE_5S = 'le="5.0"'
+LE_30S = 'le="30.0"'
 XCH = "suffix: XCH"
 MOJO_PER_COST = "suffix: mojo/cost"
 
@@ -42,8 +47,9 @@ def variables(extra: list[dict] | None = None) -> dict:
     return {"list": [
         {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
          "current": {}, "hide": 0},
-        query_var("job", "label_values(chia_exporter_build_info, job)"),
-        query_var("instance", 'label_values(chia_exporter_build_info{job=~"$job"}, instance)'),
+        query_var("farm", "label_values(chia_exporter_build_info, farm)"),
+        query_var("job", 'label_values(chia_exporter_build_info{farm=~"$farm"}, job)'),
+        query_var("instance", 'label_values(chia_exporter_build_info{farm=~"$farm", job=~"$job"}, instance)'),
         *(extra or []),
     ]}
 
@@ -188,8 +194,14 @@ def farm_overview() -> Board:
     b.stat("Peak height", s("chia_full_node_peak_height"), "none")
     b.stat("Peak age", f"time() - {s('chia_full_node_peak_timestamp_seconds')}", "s")
     b.stat("Netspace", s("chia_full_node_netspace_bytes"), "bytes")
-    b.stat("Expected time to win", f"chia:expected_time_to_win_seconds{{{SEL}}}", "s")
-    b.stat("Harvesters", s("chia_farmer_harvesters"), "none")
+    b.stat("Expected time to win", f"chia:expected_time_to_win_seconds{{{SEL}}}", "s",
+           description="As `chia farm summary` computes it (18.75 s per block); no value without plots or netspace.")
+    b.panel("stat", "Harvesters", [
+        (s("chia_farmer_harvesters"), "known {{instance}}"),
+        (f"count by (instance) (time() - {s('chia_farmer_harvester_last_response_timestamp_seconds')} < 300)"
+         f" or sum by (instance) (0 * {s('chia_farmer_harvesters')})", "responding {{instance}}"),
+    ], "none", w=4, h=4, description="Harvesters the farmer lists, and those that answered a signage point in the last "
+                                     "5 minutes (ChiaHarvesterSilent's default).")
     b.row("Farming")
     b.stat("Plots", f"chia:farm_plots{{{SEL}}}", "none")
     b.stat("Effective plot size", f"chia:farm_effective_plot_size_bytes{{{SEL}}}", "bytes")
@@ -211,7 +223,8 @@ def farm_overview() -> Board:
     b.series("Lookup time percentiles", [
         (f"histogram_quantile({q}, sum by (le) (rate({s('chia_farmer_harvester_lookup_duration_seconds_bucket')}[$__rate_interval])))",
          f"p{int(q * 100)}") for q in (0.5, 0.95, 0.99)
-    ], "s", description="Over 5 s a lookup loses the signage point; warnings start at 1-2 s.")
+    ], "s", description="ChiaLookupsSlow warns over a 2 s p95; Chia's harvester warns over 8 s; proofs are lost past "
+                        "~28 s (the infusion point).")
     b.panel("heatmap", "Lookup time heatmap",
             [(f"sum by (le) (increase({s('chia_farmer_harvester_lookup_duration_seconds_bucket')}[$__rate_interval]))", "{{le}}")],
             "s", w=12, h=8)
@@ -230,18 +243,21 @@ def farm_overview() -> Board:
            description="Confirmed XCH in standard and pooling wallets; CAT, NFT and DID wallets are not XCH.")
     b.stat("Farmed (XCH)", f"{s('chia_wallet_farmed_amount_mojos')} / 1e12", XCH, legend="{{fingerprint}}", w=6)
     b.stat("Blocks won", s("chia_wallet_blocks_won"), "none", legend="{{fingerprint}}", w=6)
-    b.stat("Last block farmed", f"{s('chia_wallet_last_time_farmed_timestamp_seconds')} * 1000", "dateTimeFromNow",
-           legend="{{fingerprint}}", w=6)
+    # 0 until the wallet has farmed a block: no value ("never"), not 1970.
+    b.stat("Last block farmed", f"({s('chia_wallet_last_time_farmed_timestamp_seconds')} > 0) * 1000", "dateTimeFromNow",
+           legend="{{fingerprint}}", w=6, defaults={"noValue": "never"})
     b.series("Pool points (24h)", [
         (s("chia_farmer_pool_points_found_24h"), "found {{pool_url}}"),
         (s("chia_farmer_pool_points_acknowledged_24h"), "acknowledged {{pool_url}}"),
     ], "none")
     b.series("Partials per hour and pool errors", [
-        (f"sum by (pool_url) (rate({s('chia_farmer_partials_submitted_total')}[$__rate_interval])) * 3600", "submitted/h {{pool_url}}"),
-        (f"sum by (pool_url) (rate({s('chia_farmer_partials_failed_total')}[$__rate_interval])) * 3600", "failed/h {{pool_url}}"),
+        (f"sum by (pool_url, result) (rate({s('chia_farmer_pool_partials_since_start')}[$__rate_interval])) * 3600",
+         "{{result}}/h {{pool_url}}"),
         (s("chia_farmer_pool_errors_24h"), "pool errors (24h) {{pool_url}}"),
-    ], "none", overrides=[right_axis("C", "none")],
-        description="Partials per hour (left axis); errors the pool returned over the last 24 hours (right axis).")
+    ], "none", overrides=[right_axis("B", "none")],
+        description="Partials per hour by result, as the farmer counts them (valid: accepted; a pool's refusal or "
+                    "HTTP error is invalid, stale or insufficient) (left axis); errors the pool returned over the "
+                    "last 24 hours (right axis).")
     return b
 
 
@@ -284,11 +300,15 @@ def harvesters() -> Board:
         defaults={"thresholds": RESPONSE_AGE_THRESHOLDS, "custom": {"thresholdsStyle": {"mode": "line"}}})
     b.series("Lookup time p95 per harvester",
              [(with_host(f"chia:harvester_lookup_duration_seconds:p95{{{SEL}, {HARVESTER}}}"), "{{host}} {{node_id}}")], "s")
-    b.series("Lookups over 5 s (lost signage points) per hour", [
+    b.series("Slow lookups per hour: over 5 s (at risk), over 30 s (proofs lost)", [
         (with_host(f"increase({h('chia_farmer_harvester_lookup_duration_seconds_count')}[1h])"
                    f" - ignoring (le) increase({h('chia_farmer_harvester_lookup_duration_seconds_bucket', LE_5S)}[1h])"),
-         "{{host}} {{node_id}}"),
-    ], "none", description="ChiaLookupsTooSlow: critical over 10 an hour, warning from 3 in 6 hours.")
+         "over 5 s {{host}} {{node_id}}"),
+        (with_host(f"increase({h('chia_farmer_harvester_lookup_duration_seconds_count')}[1h])"
+                   f" - ignoring (le) increase({h('chia_farmer_harvester_lookup_duration_seconds_bucket', LE_30S)}[1h])"),
+         "over 30 s {{host}} {{node_id}}"),
+    ], "none", description="ChiaLookupsTooSlow: critical from 3 over 30 s in an hour, warning from 3 over 5 s in 6 hours "
+                           "(defaults). Chia's harvester warns over 8 s; proofs are lost past ~28 s.")
     b.panel("heatmap", "Lookup time heatmap (selected harvesters)",
             [(f"sum by (le) (increase({h('chia_farmer_harvester_lookup_duration_seconds_bucket')}[$__rate_interval]))", "{{le}}")],
             "s", w=12, h=8)
@@ -323,7 +343,8 @@ def harvesters() -> Board:
     b.series("Lookup time percentiles", [
         (f"histogram_quantile({q}, sum by (le) (rate({h('chia_farmer_harvester_lookup_duration_seconds_bucket')}[$__rate_interval])))",
          f"p{int(q * 100)}") for q in (0.5, 0.95, 0.99)
-    ], "s", description="Over 5 s a lookup loses the signage point; ChiaLookupsSlow warns over a 2 s p95.")
+    ], "s", description="ChiaLookupsSlow warns over a 2 s p95; Chia's harvester warns over 8 s; proofs are lost past "
+                        "~28 s.")
 
     b.row("This host's harvester")
     b.series("Plots by kind", [(s("chia_harvester_plots"), "k{{k_size}} {{plot_format}} C{{compression_level}} {{pool_type}}")], "none")

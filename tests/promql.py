@@ -8,7 +8,7 @@ import promql_parser
 
 # Grafana's variables, replaced by values that parse the same way.
 GRAFANA_VARS = {"$__rate_interval": "1m", "$__interval": "1m", "$__range": "1h", "${datasource}": "x",
-                "$job": ".*", "$instance": ".*"}
+                "$farm": ".*", "$job": ".*", "$instance": ".*"}
 
 
 def substitute(expr: str) -> str:

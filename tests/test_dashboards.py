@@ -86,7 +86,10 @@ def test_four_dashboards_are_generated_and_current():
 def test_dashboard_structure(path):
     board = json.loads(path.read_text())
     names = [v["name"] for v in board["templating"]["list"]]
-    assert names[:3] == ["datasource", "job", "instance"]
+    assert names[:4] == ["datasource", "farm", "job", "instance"]
+    farm = board["templating"]["list"][1]
+    # harmless where no series has a farm label: "All" is .*, which matches a missing label too
+    assert farm["includeAll"] and farm["allValue"] == ".*" and farm["current"]["value"] == "$__all"
     assert '"uid": "prometheus"' not in path.read_text()  # no hard-coded datasource
     ids = [p["id"] for p in board["panels"]] + [p["id"] for r in board["panels"] for p in r.get("panels", [])]
     assert len(ids) == len(set(ids))
@@ -97,6 +100,7 @@ def test_dashboard_structure(path):
         for t in p["targets"]:
             assert t["datasource"]["uid"] == "${datasource}"
             assert 'job=~"$job"' in t["expr"] or "$job" in t["expr"], f"{p['title']}: not filtered by job"
+            assert 'farm=~"$farm"' in t["expr"], f"{p['title']}: not filtered by farm"
 
 
 @pytest.mark.parametrize("board,title,expr", queries(), ids=lambda v: v if len(v) < 40 else None)
@@ -138,7 +142,7 @@ def test_harvesters_table():
 def test_harvesters_board_per_harvester():
     board = boards()["chia-harvesters"]
     names = [v["name"] for v in board["templating"]["list"]]
-    assert names == ["datasource", "job", "instance", "node_id"]
+    assert names == ["datasource", "farm", "job", "instance", "node_id"]
     rows = [p for p in board["panels"] if p["type"] == "row"]
     assert any(r.get("repeat") == "node_id" for r in rows)
     heatmaps = [p for p in panels(board) if p["type"] == "heatmap"]
@@ -178,12 +182,36 @@ def test_xch_panels_count_only_xch_wallets():
 
 
 def test_rules_name_only_served_metrics():
-    for f in (REPO / "prometheus" / "rules").glob("*.yml"):
+    """Served metrics, recording rules, and the overrides a farm may record for the thresholds."""
+    for f in (REPO / "prometheus" / "rules").glob("chia-*.yml"):
         for group in yaml.safe_load(f.read_text())["groups"]:
             for rule in group["rules"]:
                 names = metric_names(rule["expr"])
-                unknown = {n for n in names if served_family(n) not in KNOWN and n not in KNOWN}
+                unknown = {n for n in names if served_family(n) not in KNOWN and n not in KNOWN
+                           and not n.startswith("chia:alert_threshold_override:")}
                 assert not unknown, f"{rule.get('alert') or rule.get('record')}: {unknown}"
+
+
+def overview_panel(title: str) -> dict:
+    return next(p for p in panels(boards()["chia-farm-overview"]) if p["title"] == title)
+
+
+def test_last_block_farmed_says_never_before_the_first_block():
+    """The wallet reports last_time_farmed 0 until it wins: no value ("never"), not 1970."""
+    panel = overview_panel("Last block farmed")
+    assert "> 0)" in panel["targets"][0]["expr"] and panel["fieldConfig"]["defaults"]["noValue"] == "never"
+
+
+def test_overview_harvesters_known_and_responding():
+    exprs = [t["expr"] for t in overview_panel("Harvesters")["targets"]]
+    assert len(exprs) == 2 and "chia_farmer_harvesters" in exprs[0]
+    assert "chia_farmer_harvester_last_response_timestamp_seconds" in exprs[1]
+
+
+def test_partials_come_from_the_farmers_own_counts():
+    """The submitted_partial and failed_partial events miss a pool's refusals and HTTP errors."""
+    exprs = " ".join(t["expr"] for p in panels(boards()["chia-farm-overview"]) for t in p["targets"])
+    assert "chia_farmer_pool_partials_since_start" in exprs and "chia_farmer_partials_" not in exprs
 
 
 def test_provisioning_points_at_the_dashboards():

@@ -30,10 +30,16 @@ def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     return proc
 
 
+SHIPPED_RULES = ["chia-alerts.rules.yml", "chia-recording.rules.yml", "chia-thresholds.rules.yml"]
+UNIT_TESTS = ["tests/alerts.test.yml", "tests/thresholds.test.yml"]
+
+
 def test_promtool_checks_every_rule_file():
-    files = sorted(str(p) for p in (PROM / "rules").glob("*.yml"))
-    assert len(files) == 2
-    run(tool("promtool"), "check", "rules", *files)
+    # a farm's own local*.rules.yml (git ignores them) may sit beside the shipped files
+    shipped = sorted(p.name for p in (PROM / "rules").glob("*.yml") if not p.name.startswith("local"))
+    assert shipped == SHIPPED_RULES
+    run(tool("promtool"), "check", "rules", *(str(PROM / "rules" / f) for f in shipped),
+        str(PROM / "examples/local-thresholds.rules.yml"), str(PROM / "tests/override-thresholds.rules.yml"))
 
 
 def alert_rules() -> list[dict]:
@@ -42,13 +48,14 @@ def alert_rules() -> list[dict]:
 
 
 def test_promtool_unit_tests_of_every_alert():
-    out = run(tool("promtool"), "test", "rules", "tests/alerts.test.yml", cwd=PROM)
-    assert "SUCCESS" in out.stdout + out.stderr
+    for unit in UNIT_TESTS:
+        out = run(tool("promtool"), "test", "rules", unit, cwd=PROM)
+        assert "SUCCESS" in out.stdout + out.stderr
     # Every alert (every severity of it) has a case where it fires, and a case where it must not:
     # `exp_alerts: []` at some eval_time (promtool then fails if it fires there).
     fires: dict[str, set[str]] = {}
     quiet: set[str] = set()
-    for case in yaml.safe_load((PROM / "tests/alerts.test.yml").read_text())["tests"]:
+    for case in (c for unit in UNIT_TESTS for c in yaml.safe_load((PROM / unit).read_text())["tests"]):
         for t in case.get("alert_rule_test", []):
             if "exp_alerts" in t and t["exp_alerts"] == []:
                 quiet.add(t["alertname"])
@@ -59,6 +66,67 @@ def test_promtool_unit_tests_of_every_alert():
         expected.setdefault(rule["alert"], set()).add(rule["labels"]["severity"])
     assert fires == expected, "alerts (and severities) without a firing case, or cases for unknown alerts"
     assert quiet == set(expected), f"alerts without a must-not-fire case: {sorted(set(expected) - quiet)}"
+
+
+def thresholds() -> dict[str, str]:
+    """The shipped thresholds: name -> default, each `override or vector(default)`."""
+    import re
+    out = {}
+    for rule in yaml.safe_load((PROM / "rules/chia-thresholds.rules.yml").read_text())["groups"][0]["rules"]:
+        name = rule["record"].removeprefix("chia:alert_threshold:")
+        m = re.fullmatch(rf"chia:alert_threshold_override:{name} or vector\(([0-9.]+)\)", rule["expr"].strip())
+        assert m, f"{rule['record']}: not `chia:alert_threshold_override:{name} or vector(N)`"
+        out[name] = m.group(1)
+    return out
+
+
+def test_every_threshold_is_used_overridable_and_documented():
+    """Alerts compare against scalar(chia:alert_threshold:NAME); every such series is shipped with
+    its default, the operator's example lists it with the same default, and the runbook's Tuning
+    table names it with that default and the alerts that use it."""
+    import re
+    defaults = thresholds()
+    used: dict[str, set[str]] = {}
+    for rule in alert_rules():
+        for name in re.findall(r"chia:alert_threshold:(\w+)", rule["expr"]):
+            assert f"scalar(chia:alert_threshold:{name})" in rule["expr"], f"{rule['alert']}: use scalar() for {name}"
+            used.setdefault(name, set()).add(rule["alert"])
+    assert set(used) == set(defaults), "thresholds unused, or used and not shipped"
+    example = yaml.safe_load((PROM / "examples/local-thresholds.rules.yml").read_text())["groups"][0]["rules"]
+    assert {r["record"].removeprefix("chia:alert_threshold_override:"): r["expr"] for r in example} == \
+        {name: f"vector({value})" for name, value in defaults.items()}
+    tuning = (REPO / "docs/runbook.md").read_text().split("\n## Tuning\n", 1)[1].split("\n## ", 1)[0]
+    rows = {m.group(1): (m.group(2), m.group(3)) for m in
+            re.finditer(r"^\| `(\w+)` \| ([0-9.]+) \| ([^|]+) \|", tuning, re.M)}
+    assert set(rows) == set(defaults), "the runbook's Tuning table and the shipped thresholds differ"
+    for name, (value, alerts) in rows.items():
+        assert value == defaults[name], f"runbook: {name} = {value}, shipped {defaults[name]}"
+        assert set(re.findall(r"Chia\w+", alerts)) == used[name], f"runbook: {name} is used by {sorted(used[name])}"
+
+
+def test_every_config_that_loads_the_alerts_loads_the_thresholds():
+    """Without the thresholds file the alerts that use one compare against NaN and never fire."""
+    import fnmatch
+    for config in ("prometheus.yml", "prometheus-demo.yml", "examples/file_sd.yml"):
+        globs = yaml.safe_load((PROM / config).read_text())["rule_files"]
+        loaded = {f for f in SHIPPED_RULES if any(fnmatch.fnmatch(f"rules/{f}", g.removeprefix("../")) for g in globs)}
+        assert loaded == set(SHIPPED_RULES), f"{config} loads {sorted(loaded)}"
+        # and a farm's local.rules.yml, which the runbook tells it to create
+        assert any(fnmatch.fnmatch("rules/local.rules.yml", g.removeprefix("../")) for g in globs), config
+    for unit in UNIT_TESTS:  # thresholds first: the alerts see them in the same evaluation
+        assert yaml.safe_load((PROM / unit).read_text())["rule_files"][0] == "../rules/chia-thresholds.rules.yml"
+    # a central Prometheus does not pull the sites' thresholds next to its own
+    match = yaml.safe_load((PROM / "examples/federation.yml").read_text())["scrape_configs"][0]["params"]["match[]"]
+    assert any('__name__!~"chia:alert_threshold.*"' in m for m in match if "chia:" in m)
+
+
+def test_readme_scrape_job_is_one_the_rules_know():
+    """ChiaExporterDown knows an exporter that never answered only by a job named chia*."""
+    import re
+    readme = (REPO / "README.md").read_text()
+    jobs = re.findall(r"job_name: (\S+)", readme)
+    assert jobs and all(re.fullmatch("chia.*", j) for j in jobs)
+    assert 'up{job=~"chia.*"}' in next(r["expr"] for r in alert_rules() if r["alert"] == "ChiaExporterDown")
 
 
 def test_rules_keep_target_and_external_labels():
@@ -91,7 +159,7 @@ def test_every_alert_has_for_severity_annotations_and_a_runbook_section():
                 assert part in section, f"runbook section {rule['alert']} has no {part}"
     # and no section for an alert that no longer exists
     alerts = {r["alert"] for r in alert_rules()}
-    assert {line[3:] for line in runbook.splitlines() if line.startswith("## ")} == alerts
+    assert {line[3:] for line in runbook.splitlines() if line.startswith("## ")} == alerts | {"Tuning"}
 
 
 AGENTS = sorted(p.relative_to(PROM).as_posix() for p in (PROM / "examples").glob("agent*.yml"))
@@ -131,6 +199,27 @@ def test_alertmanager_example_route():
     for alert in ("ChiaExporterDown", "ChiaFarmerDown", "ChiaFullNodeDown"):
         assert alert in sources, alert
     assert all("farm" in rule["equal"] and "instance" in rule["equal"] for rule in config["inhibit_rules"])
+
+    def inhibits(source: str, target: str, **labels: str) -> bool:
+        """Whether some inhibit rule lets an alert `source` silence `target` (regex matchers)."""
+        import re
+        def matches(matchers: list[str], alert: dict) -> bool:
+            for m in matchers:
+                key, op, value = re.fullmatch(r'(\w+)(=~|!=|=)"(.*)"', m).groups()
+                got = alert.get(key, "")
+                ok = re.fullmatch(value, got) if op == "=~" else got == value
+                if bool(ok) == (op == "!="):
+                    return False
+            return True
+        return any(matches(r["source_matchers"], {"alertname": source, **labels})
+                   and matches(r["target_matchers"], {"alertname": target, **labels}) for r in config["inhibit_rules"])
+
+    # the root cause silences what it causes, never the other way round
+    for source, target in [("ChiaPeakNotAdvancing", "ChiaFullNodeNotSynced"), ("ChiaPeakNotAdvancing", "ChiaPeakTooOld"),
+                           ("ChiaFullNodeNotSynced", "ChiaPeakTooOld"), ("ChiaNoValidPartials", "ChiaPartialsFailing"),
+                           ("ChiaNoValidPartials", "ChiaPoolErrors"), ("ChiaPeakNotAdvancing", "ChiaNoSignagePoints")]:
+        assert inhibits(source, target, severity="critical"), (source, target)
+        assert not inhibits(target, source, severity="critical"), (target, source)
 
 
 def test_dockerfile_is_hadolint_clean_and_runs_as_non_root():
