@@ -13,8 +13,9 @@ from exporter.collectors.full_node import FullNodeEvents
 from exporter.collectors.harvester import HarvesterEvents
 from exporter.collectors.timelord import TimelordEvents
 from exporter.daemon_ws import EventDispatcher
+from exporter.app import Exporter
 from tests.fakes.services import SHARED_FIXTURES, TEST_FIXTURES
-from tests.harness import assert_golden, config_for, render_once
+from tests.harness import assert_golden, config_for, exposition, frozen_clock, poll_all, render_once, until, wait_connected
 
 
 def recorded(name: str) -> list[dict]:
@@ -34,6 +35,41 @@ async def test_event_golden(stream, fake_farm_factory, update_golden):
     messages = recorded(stream) if stream == "metrics" else synthetic(stream)
     text = await render_once(config_for(farm.root.path), replay=messages, daemon=farm.services["daemon"])
     assert_golden(f"events-{stream}", text, update_golden)
+
+
+async def test_partials_join_their_plot_nft(fake_farm_factory, update_golden):
+    """submitted_partial (by launcher_id) and failed_partial (by p2 singleton, on the wallet_ui
+    socket) count under the launcher_id and pool_url of get_pool_state, though Chia writes the
+    ids without 0x; the copy of submitted_partial that wallet_ui also gets is not counted twice."""
+    farm = await fake_farm_factory("farmer-big-farm")
+    daemon = farm.services["daemon"]
+    messages = synthetic("pool-partials")
+    exporter = Exporter(config_for(farm.root.path), clock=frozen_clock(), process_metrics=False)
+    await exporter.start(background=False)
+    try:
+        exporter.events.start()
+        await wait_connected(exporter)
+        await poll_all(exporter)
+        assert exporter.wants_wallet_ui()  # failed_partials: auto, and the plot NFTs are on pools
+        exporter.partials.start()
+        await daemon.wait_registered("wallet_ui")
+        await until(lambda: exporter.partials.connected)
+        to_wallet_ui = sum(m["destination"] == "wallet_ui" for m in messages)
+        for m in messages:
+            assert await daemon.push(m, m["destination"]) == 1
+        await until(lambda: exporter.partials.received >= to_wallet_ui and exporter.events.received >= len(messages) - to_wallet_ui)
+        text = exposition(exporter)
+    finally:
+        await exporter.stop()
+    assert_golden("events-pool-partials", text, update_golden)
+    first = 'launcher_id="0x1111111111111111111111111111111111111111111111111111111111111111",pool_url="https://pool.example.org"'
+    second = 'launcher_id="0x1212121212121212121212121212121212121212121212121212121212121212",pool_url="https://other-pool.example.net"'
+    unknown = 'launcher_id="0x5151515151515151515151515151515151515151515151515151515151515151",pool_url=""'
+    assert f"chia_farmer_partials_submitted_total{{{first}}} 1.0" in text
+    assert f"chia_farmer_partials_failed_total{{{first}}} 0.0" in text
+    assert f"chia_farmer_partials_failed_total{{{second}}} 2.0" in text
+    assert f"chia_farmer_partials_failed_total{{{unknown}}} 1.0" in text
+    assert f"chia_farmer_pool_current_points{{{second}}} 31.0" in text  # the same labels as the pool state
 
 
 def render(state) -> str:
@@ -78,6 +114,38 @@ def test_harvester_removed_drops_its_rows_at_once():
     state.handle("harvester_removed", {"node_id": "0xaa"}, now=1001.0)
     text = render(state)
     assert 'node_id="0xaa"' not in text and 'node_id="0xbb"' in text
+
+
+def test_a_harvester_back_after_a_disconnect_keeps_counting():
+    state = FarmerEvents(harvester_expiry=600)
+    for now in (900.0, 910.0):
+        state.handle("new_farming_info", farming_info("0xaa", 1000, passed=3), now=now)
+    state.handle("harvester_removed", {"node_id": "0xaa"}, now=920.0)
+    assert 'node_id="0xaa"' not in render(state)
+    state.handle("new_farming_info", farming_info("0xaa", 1000, passed=2), now=990.0)  # reconnected
+    text = render(state)
+    assert 'chia_farmer_harvester_responses_total{node_id="0xaa"} 3.0' in text
+    assert 'chia_farmer_harvester_plots_passed_filter_total{node_id="0xaa"} 8.0' in text
+    assert 'chia_farmer_harvester_lookup_duration_seconds_count{node_id="0xaa"} 3.0' in text
+
+
+def test_a_removed_harvester_silent_past_the_expiry_starts_again_from_zero():
+    state = FarmerEvents(harvester_expiry=60)
+    state.handle("new_farming_info", farming_info("0xaa", 1000), now=900.0)
+    state.handle("harvester_removed", {"node_id": "0xaa"}, now=901.0)
+    render(state)  # at 1000: 100 s of silence, past the expiry
+    assert "0xaa" not in state.activity and "0xaa" not in state.departed
+    state.handle("new_farming_info", farming_info("0xaa", 1000), now=995.0)
+    assert 'chia_farmer_harvester_responses_total{node_id="0xaa"} 1.0' in render(state)
+
+
+def test_harvester_update_brings_a_removed_harvesters_rows_back():
+    state = FarmerEvents(harvester_expiry=600)
+    state.handle("new_farming_info", farming_info("0xaa", 1000), now=990.0)
+    state.handle("harvester_removed", {"node_id": "0xaa"}, now=991.0)
+    summary = json.loads((SHARED_FIXTURES / "farmer" / "get_harvesters_summary.json").read_text())["harvesters"][0]
+    state.handle("harvester_update", {**summary, "connection": {**summary["connection"], "node_id": "0xAA"}}, now=992.0)
+    assert 'chia_farmer_harvester_responses_total{node_id="0xaa"} 1.0' in render(state)
 
 
 def test_silent_harvester_series_expire():

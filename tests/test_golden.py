@@ -13,7 +13,8 @@ from tests.harness import GOLDEN, assert_golden, config_for, render_once
 # Sets rendered with every collector on and the event stream up, no event replayed (the replayed
 # streams' goldens are in test_events.py).
 SETS = ["chia-2.7.5", "full-node-down", "full-node-success-false", "full-node-not-tx-peak", "full-node-initializing",
-        "farmer-big-farm", "farmer-pool-state-error", "harvester-mixed-plots", "wallet-multi", "wallet-syncing-old",
+        "farmer-big-farm", "farmer-pool-state-error", "farmer-pools-null-difficulty",
+        "harvester-mixed-plots", "wallet-multi", "wallet-syncing-old",
         "daemon-partial", "data-layer-fresh", "data-layer-many", "data-layer-absent"]
 # Settings a set is rendered with: a full node the user enabled is expected on this host, so its
 # refused port is a failure; left on by default (data-layer-absent) it is "not installed here".

@@ -3,7 +3,8 @@
 Polls ``get_peer_counts`` where config.yaml has a crawler section, shown only once the crawler has
 answered (only network operators run one: elsewhere its refused port is "absent", not failing),
 and consumes ``crawl_batch_completed`` events, which carry the same counts; the newer of the two
-is shown. Example::
+is shown (an event that came after the poll asked, not one from before a WebSocket outage).
+Example::
 
     chia_crawler_peers{kind="reliable"} 512.0
 """
@@ -37,6 +38,12 @@ class PeerCounts:
         return cls(kinds, tuple(versions))
 
 
+@dataclass(frozen=True)
+class PolledCounts:
+    counts: PeerCounts
+    asked_at: int  # CrawlerEvents.batches when the poll asked
+
+
 def render_counts(counts: PeerCounts, note: str = "") -> Iterator[Metric]:
     yield labelled("chia_crawler_peers", "Peers the crawler knows, by kind (get_peer_counts, crawl_batch_completed)." + note,
                    ["kind"], (((k,), n) for k, n in counts.kinds))
@@ -50,17 +57,17 @@ class CrawlerEvents(EventState):
 
     def __init__(self) -> None:
         self.latest: PeerCounts | None = None
-        self.at = 0.0
+        self.batches = 0  # batches received; the latest is the batches-th
 
     def handle(self, command: str, data: dict, now: float) -> None:
         self.latest = PeerCounts.parse(data)
-        self.at = now
+        self.batches += 1
 
     def render(self, now: float) -> Iterator[Metric]:
         return iter(())  # shown by the collector, or on its own when no collector polls (below)
 
 
-class CrawlerCollector(Collector[PeerCounts]):
+class CrawlerCollector(Collector[PolledCounts]):
     name = "crawler"
     service = "crawler"
 
@@ -68,14 +75,16 @@ class CrawlerCollector(Collector[PeerCounts]):
         super().__init__(config)
         self.events = events
 
-    async def fetch(self, rpc) -> PeerCounts:
-        return await rpc.call("get_peer_counts", parse=PeerCounts.parse)
+    async def fetch(self, rpc) -> PolledCounts:
+        asked_at = self.events.batches if self.events is not None else 0
+        return PolledCounts(await rpc.call("get_peer_counts", parse=PeerCounts.parse), asked_at)
 
-    def render(self, snap: PeerCounts) -> Iterator[Metric]:
-        # A crawl batch that finished since the poll is newer than the poll.
-        if self.events is not None and self.events.latest is not None:
-            snap = self.events.latest
-        yield from render_counts(snap, self.cached_note())
+    def render(self, snap: PolledCounts) -> Iterator[Metric]:
+        counts = snap.counts
+        # A crawl batch that finished after the poll asked is newer than the poll.
+        if self.events is not None and self.events.latest is not None and self.events.batches > snap.asked_at:
+            counts = self.events.latest
+        yield from render_counts(counts, self.cached_note())
 
 
 class CrawlerOnlyEvents(CrawlerEvents):
