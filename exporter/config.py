@@ -111,7 +111,7 @@ class EventsConfig:
     watchdog: float  # reconnect when nothing arrived for this long
     max_message_bytes: int
     harvester_expiry: float  # per-harvester event series leave after this much silence
-    failed_partials: str  # auto: listen as wallet_ui while the farmer has plot NFTs; on; off
+    failed_partials: str  # auto: listen as wallet_ui while a plot NFT farms to a pool; on; off
 
 
 @dataclass(frozen=True)
