@@ -1,7 +1,9 @@
 """Poll loops: each enabled collector on its own interval, one poll in flight at a time.
 
 A poll runs under the collector's timeout, so a hung service costs that collector one interval and
-nothing else; ``/metrics`` only reads the last snapshot and never waits on a poll.
+nothing else; ``/metrics`` only reads the last snapshot and never waits on a poll. Within a poll,
+:func:`optional_within` gives a secondary call a share of the time left, so that one slow call
+costs its own families and not the data the poll already has.
 """
 
 from __future__ import annotations
@@ -9,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time as _time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable, TypeVar
 
 from exporter.aio import cancel_and_wait
-from exporter.collectors.base import Collector
+from exporter.collectors.base import Collector, optional
 from exporter.rpc import NotAllowedError, RpcError
 
 log = logging.getLogger(__name__)
@@ -21,6 +24,28 @@ log = logging.getLogger(__name__)
 # A refresh asked for by an event (coin_added bursts) waits at least this long after the last
 # poll, so that a burst of events costs one poll.
 MIN_REFRESH_GAP = 2.0
+
+T = TypeVar("T")
+
+# The event loop time at which the running poll is cut off; set by poll_once for the fetch it runs
+# (a task copies the context it starts in), unset outside a poll.
+_poll_deadline: ContextVar[float | None] = ContextVar("poll_deadline", default=None)
+# A call cut off at once would be cancelled before it starts and so never counted: it gets at least this.
+MIN_CALL_TIME = 0.01
+
+
+async def optional_within(call: Awaitable[T], share: float) -> T | None:
+    """Like :func:`exporter.collectors.base.optional`, and cut off after ``share`` (0 to 1) of the
+    time the poll has left: a call that takes longer is cancelled, which the RPC client counts as a
+    ``timeout``, and the poll goes on without it. Outside a poll there is no bound."""
+    deadline = _poll_deadline.get()
+    if deadline is None:
+        return await optional(call)
+    left = max(MIN_CALL_TIME, share * (deadline - asyncio.get_running_loop().time()))
+    try:
+        return await asyncio.wait_for(optional(call), left)
+    except asyncio.TimeoutError:
+        return None
 
 
 @dataclass
@@ -78,8 +103,10 @@ class CollectorRunner:
 
     async def poll_once(self) -> None:
         start = self.clock.monotonic()
+        timeout = self.collector.config.timeout
+        deadline_token = _poll_deadline.set(asyncio.get_running_loop().time() + timeout)
         try:
-            snapshot = await asyncio.wait_for(self.collector.fetch(self.rpc), self.collector.config.timeout)
+            snapshot = await asyncio.wait_for(self.collector.fetch(self.rpc), timeout)
         except asyncio.TimeoutError:
             self._failed(f"poll took longer than {self.collector.config.timeout:g}s", "timeout")
         except RpcError as e:
@@ -98,6 +125,7 @@ class CollectorRunner:
             self.last_error = None
             self.last_success = self.clock.time()
         finally:
+            _poll_deadline.reset(deadline_token)
             self.duration = self.clock.monotonic() - start
             self.polls += 1
             self._last_poll_end = self.clock.monotonic()

@@ -30,6 +30,7 @@ PARSERS = {
     "full_node.parse_connection_types": (full_node.parse_connection_types, BODIES["full_node"]["get_connections"]),
     "full_node.parse_version": (full_node.parse_version, BODIES["full_node"]["get_version"]),
     "full_node.parse_fee_estimates": (full_node.parse_fee_estimates, BODIES["full_node"]["get_fee_estimate"]),
+    "full_node.parse_timestamp": (full_node.parse_timestamp, BODIES["full_node"]["get_block_record_by_height"]),
     "farmer.parse_harvesters": (farmer.parse_harvesters, BODIES["farmer"]["get_harvesters_summary"]),
     "farmer.parse_pools": (farmer.parse_pools, BIG_FARM),
     "farmer.HarvesterSummary.parse": (farmer.HarvesterSummary.parse, BODIES["farmer"]["get_harvesters_summary"]["harvesters"][0]),

@@ -33,7 +33,7 @@ FRESH_DATA_LAYER = "DataLayerWallet not available"  # no store was ever made: no
 class StoreState:
     store_id: str
     owned: bool
-    generation: int | None
+    generation: int | None  # None (and so not synced) when get_sync_status failed
     target_generation: int | None
     root_timestamp: float | None
     mirrors: int | None
@@ -82,6 +82,10 @@ class DataLayerCollector(Collector[DataLayerSnapshot]):
         except RpcError as e:
             if e.outcome != "error" or FRESH_DATA_LAYER not in e.detail:
                 raise
+            # A DataLayer whose wallet never made a store: it owns none, and the poll succeeds. The
+            # call itself still counts as outcome="error" in chia_exporter_rpc_requests_total: Chia
+            # answered success: false, and both transports (rpc.py, daemon_ws.py) count that as an
+            # error before any parse sees the body. The counter says what Chia answered.
             owned = ()
         subscribed = await rpc.call("subscriptions", parse=parse_store_ids)
         ordered = list(dict.fromkeys([*owned, *subscribed]))  # owned first, each store once
@@ -119,9 +123,12 @@ class DataLayerCollector(Collector[DataLayerSnapshot]):
                         lambda s: s.generation)
         yield per_store("chia_data_layer_store_target_generation", "Generation of the store on chain (get_sync_status target_generation).",
                         lambda s: s.target_generation)
-        yield per_store("chia_data_layer_store_synced", "1 when the local generation has reached the chain's (generation == "
-                        "target_generation).",
-                        lambda s: None if s.generation is None else float(s.generation == s.target_generation))
+        # A store whose sync status cannot be read (not in the local database yet, no confirmed
+        # singleton in the wallet) is the one an alert on == 0 must see: it shows 0, not nothing.
+        yield per_store("chia_data_layer_store_synced", "1 when the local generation has reached the chain's (get_sync_status "
+                        "generation == target_generation); 0 when behind or when get_sync_status fails (store not in the "
+                        "local database yet, no confirmed singleton).",
+                        lambda s: float(s.generation is not None and s.generation == s.target_generation))
         yield per_store("chia_data_layer_store_root_timestamp_seconds", "Unix time of the store's current root on chain (get_root "
                         "timestamp).", lambda s: s.root_timestamp)
         yield per_store("chia_data_layer_store_mirrors", "Mirrors announced for the store (get_mirrors).", lambda s: s.mirrors)

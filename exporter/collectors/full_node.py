@@ -1,8 +1,10 @@
 """Full node: sync state, peak, netspace, mempool, fees, connections, database size.
 
-Polls ``get_blockchain_state``, ``get_connections``, ``get_fee_estimate``,
-``get_block_count_metrics``, ``get_network_info``, ``get_version`` (and ``get_block_record`` when the
-peak is not a transaction block). Example::
+Polls ``get_blockchain_state``, ``get_connections``, ``get_fee_estimate``, ``get_network_info``,
+``get_version`` (and ``get_block_record_by_height`` when the peak is not a transaction block), and
+``get_block_count_metrics``, a scan of the node's database, every ``BLOCK_COUNTS_GAP``. Only
+``get_blockchain_state`` decides whether the poll succeeds; every other call gets a share of the
+poll's time left and, slow or failing, loses only its own families. Example::
 
     # TYPE chia_full_node_peak_height gauge
     chia_full_node_peak_height 6.0
@@ -12,6 +14,7 @@ peak is not a transaction block). Example::
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
@@ -20,10 +23,23 @@ from prometheus_client.core import Metric
 
 from exporter.collectors.base import (
     VALIDATION_BUCKETS, Collector, EventState, Histogram, as_bool, as_float, as_int, connection_counts, counter_family,
-    gauge, histogram_family, labelled, optional, version_info,
+    gauge, histogram_family, labelled, version_info,
 )
+from exporter.scheduler import optional_within
 
 FEE_TARGETS = (60, 300, 900)  # seconds: the confirmation times the fee estimate is asked for
+# get_fee_estimate answers uint64(rate × cost) for the cost it is asked about: for a cost of 1 every
+# rate under 1 mojo per cost reads 0. Asked for a large cost (Chia takes any uint64) and divided
+# back, the rate keeps 9 decimals; Chia's top rate (40,000 mojos per cost) times it is far from 2^64.
+FEE_ESTIMATE_COST = 1_000_000_000
+# get_block_count_metrics counts the main chain's blocks and the hints with SQL count(*): seconds on
+# a mainnet database on a slow disk, for numbers that move slowly. Asked at most this often (also
+# after a failure, so that a node too slow to answer is not asked again at every poll).
+BLOCK_COUNTS_GAP = 600.0
+# Share of the poll's time left that each call after get_blockchain_state may take: one slow call
+# leaves time for the rest. The block counts come last and may take nearly all of what is left.
+SECONDARY_SHARE = 0.5
+LAST_SHARE = 0.9
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 
@@ -36,7 +52,9 @@ class BlockchainState:
     sync_progress_height: int
     peak_height: int | None
     peak_timestamp: float | None  # set when the peak is a transaction block
-    prev_transaction_block_hash: str | None
+    # Of a peak that is not a transaction block (timestamp and prev_transaction_block_hash null):
+    # the height of the last transaction block before it.
+    prev_transaction_block_height: int | None
     difficulty: int
     sub_slot_iters: int
     space: int
@@ -61,7 +79,8 @@ class BlockchainState:
             sync_progress_height=as_int(sync["sync_progress_height"]),
             peak_height=as_int(peak["height"]) if peak else None,
             peak_timestamp=as_float(peak["timestamp"]) if peak and peak.get("timestamp") else None,
-            prev_transaction_block_hash=peak.get("prev_transaction_block_hash") if peak else None,
+            prev_transaction_block_height=(as_int(peak["prev_transaction_block_height"])
+                                           if peak and peak.get("timestamp") is None else None),
             difficulty=as_int(s["difficulty"]),
             sub_slot_iters=as_int(s["sub_slot_iters"]),
             space=as_int(s["space"]),
@@ -105,8 +124,19 @@ def parse_version(body: dict) -> str:
     return str(body["version"])
 
 
-def parse_fee_estimates(body: dict) -> tuple[tuple[int, float], ...]:
-    return tuple(zip((as_int(t) for t in body["target_times"]), (as_float(e) for e in body["estimates"])))
+@dataclass(frozen=True)
+class FeeEstimates:
+    by_target: tuple[tuple[int, float], ...]  # (target seconds, mojos per cost)
+    last_block_fee_rate: float  # fees / cost of the last transaction block; 0 for an empty one
+
+
+def parse_fee_estimates(body: dict) -> FeeEstimates:
+    rates = (as_float(e) / FEE_ESTIMATE_COST for e in body["estimates"])
+    return FeeEstimates(tuple(zip((as_int(t) for t in body["target_times"]), rates)), as_float(body["fee_rate_last_block"]))
+
+
+def parse_timestamp(body: dict) -> float:
+    return as_float(body["block_record"]["timestamp"])
 
 
 @dataclass(frozen=True)
@@ -114,7 +144,7 @@ class FullNodeSnapshot:
     state: BlockchainState
     peak_timestamp: float | None
     connections: tuple[int, ...] | None
-    fee_estimates: tuple[tuple[int, float], ...] | None
+    fee_estimates: FeeEstimates | None
     block_counts: BlockCounts | None
     network: NetworkInfo | None
     version: str | None
@@ -125,30 +155,48 @@ class FullNodeCollector(Collector[FullNodeSnapshot]):
     name = "full_node"
     service = "full_node"
 
-    def __init__(self, config, database: Path | None = None) -> None:
+    def __init__(self, config, database: Path | None = None, clock=None) -> None:
         super().__init__(config)
         # Only a database on this machine can be measured: not when the node is remote.
         self.database = database if config.host in LOCAL_HOSTS else None
+        self._monotonic = clock or time.monotonic
+        self._block_counts: BlockCounts | None = None
+        self._block_counts_asked: float | None = None
 
     async def fetch(self, rpc) -> FullNodeSnapshot:
         state = await rpc.call("get_blockchain_state", parse=BlockchainState.parse)
         peak_timestamp = state.peak_timestamp
-        if peak_timestamp is None and state.prev_transaction_block_hash:
+        if peak_timestamp is None and state.prev_transaction_block_height is not None:
             # The peak is not a transaction block: its timestamp is that of the last one before it.
-            peak_timestamp = await optional(rpc.call(
-                "get_block_record", {"header_hash": state.prev_transaction_block_hash},
-                parse=lambda b: as_float(b["block_record"]["timestamp"])))
+            peak_timestamp = await optional_within(rpc.call(
+                "get_block_record_by_height", {"height": state.prev_transaction_block_height}, parse=parse_timestamp),
+                SECONDARY_SHARE)
+        connections = await optional_within(rpc.call("get_connections", parse=parse_connection_types), SECONDARY_SHARE)
+        fee_estimates = await optional_within(rpc.call(
+            "get_fee_estimate", {"target_times": list(FEE_TARGETS), "cost": FEE_ESTIMATE_COST}, parse=parse_fee_estimates),
+            SECONDARY_SHARE)
+        network = await optional_within(rpc.call("get_network_info", parse=NetworkInfo.parse), SECONDARY_SHARE)
+        version = await optional_within(rpc.call("get_version", parse=parse_version), SECONDARY_SHARE)
         return FullNodeSnapshot(
             state=state,
             peak_timestamp=peak_timestamp,
-            connections=await optional(rpc.call("get_connections", parse=parse_connection_types)),
-            fee_estimates=await optional(rpc.call(
-                "get_fee_estimate", {"target_times": list(FEE_TARGETS), "cost": 1}, parse=parse_fee_estimates)),
-            block_counts=await optional(rpc.call("get_block_count_metrics", parse=BlockCounts.parse)),
-            network=await optional(rpc.call("get_network_info", parse=NetworkInfo.parse)),
-            version=await optional(rpc.call("get_version", parse=parse_version)),
+            connections=connections,
+            fee_estimates=fee_estimates,
+            block_counts=await self.block_counts(rpc, state),
+            network=network,
+            version=version,
             database_sizes=database_sizes(self.database),
         )
+
+    async def block_counts(self, rpc, state: BlockchainState) -> BlockCounts | None:
+        """The last counts, asked again once they are BLOCK_COUNTS_GAP old. A failed attempt drops
+        them until the next one; a node still loading its database is not asked."""
+        now = self._monotonic()
+        if state.initialized and (self._block_counts_asked is None or now - self._block_counts_asked >= BLOCK_COUNTS_GAP):
+            self._block_counts_asked = now
+            self._block_counts = await optional_within(
+                rpc.call("get_block_count_metrics", parse=BlockCounts.parse), LAST_SHARE)
+        return self._block_counts
 
     def render(self, snap: FullNodeSnapshot) -> Iterator[Metric]:
         s = snap.state
@@ -165,14 +213,20 @@ class FullNodeCollector(Collector[FullNodeSnapshot]):
             yield connection_counts("chia_full_node_connections", "Full node peers by node type (get_connections)." + note,
                                     snap.connections)
         if snap.fee_estimates is not None:
+            fees = snap.fee_estimates
             yield labelled("chia_full_node_fee_estimate_mojos_per_cost",
-                           "Estimated fee per cost, in mojos, to be included within target_seconds (get_fee_estimate)." + note,
-                           ["target_seconds"], (((str(t),), e) for t, e in snap.fee_estimates))
+                           "Estimated fee per cost, in mojos, to be included within target_seconds (get_fee_estimate "
+                           f"estimates, asked for a cost of {FEE_ESTIMATE_COST:,} and divided by it)." + note,
+                           ["target_seconds"], (((str(t),), e) for t, e in fees.by_target))
+            yield gauge("chia_full_node_last_block_fee_rate_mojos_per_cost",
+                        "Fees per cost, in mojos, paid in the last transaction block at or below the peak; 0 for one "
+                        "without transactions (get_fee_estimate fee_rate_last_block)." + note, fees.last_block_fee_rate)
         if snap.block_counts is not None:
             b = snap.block_counts
-            yield gauge("chia_full_node_compact_blocks", "Blocks stored with compact proofs (get_block_count_metrics)." + note, b.compact_blocks)
-            yield gauge("chia_full_node_uncompact_blocks", "Blocks stored with uncompact proofs (get_block_count_metrics)." + note, b.uncompact_blocks)
-            yield gauge("chia_full_node_hints", "Hints stored in the node's database (get_block_count_metrics hint_count)." + note, b.hint_count)
+            counted = f" (counted at most every {BLOCK_COUNTS_GAP:g}s: a scan of the node's database)"
+            yield gauge("chia_full_node_compact_blocks", "Blocks stored with compact proofs (get_block_count_metrics)." + counted, b.compact_blocks)
+            yield gauge("chia_full_node_uncompact_blocks", "Blocks stored with uncompact proofs (get_block_count_metrics)." + counted, b.uncompact_blocks)
+            yield gauge("chia_full_node_hints", "Hints stored in the node's database (get_block_count_metrics hint_count)." + counted, b.hint_count)
         if snap.database_sizes:
             yield labelled("chia_full_node_database_size_bytes",
                            "Size of the node's database files on this machine (db, wal, shm)." + note,
@@ -188,7 +242,9 @@ class FullNodeCollector(Collector[FullNodeSnapshot]):
             yield gauge("chia_full_node_peak_height", "Height of the node's peak block (peak.height)." + note, s.peak_height)
         if snap.peak_timestamp is not None:
             yield gauge("chia_full_node_peak_timestamp_seconds",
-                        "Unix time of the last transaction block at or below the peak." + note, snap.peak_timestamp)
+                        "Unix time of the last transaction block at or below the peak (peak.timestamp; for a peak that is "
+                        "not a transaction block, get_block_record_by_height at its prev_transaction_block_height)." + note,
+                        snap.peak_timestamp)
         yield gauge("chia_full_node_difficulty", "Current difficulty (get_blockchain_state difficulty)." + note, s.difficulty)
         yield gauge("chia_full_node_sub_slot_iters", "Current sub-slot iterations (sub_slot_iters)." + note, s.sub_slot_iters)
         yield gauge("chia_full_node_netspace_bytes", "Estimated netspace in bytes (get_blockchain_state space)." + note, s.space)

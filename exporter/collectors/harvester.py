@@ -276,9 +276,13 @@ class HarvesterCollector(Collector[HarvesterSnapshot]):
                        labels, ((k, size) for k, _, size in p.by_kind))
         yield labelled("chia_harvester_v2_plots", "v2 plots by strength (get_plots size = 0x80 | strength)." + listed,
                        ["strength"], (((str(s),), n) for s, n in p.by_strength))
-        yield gauge("chia_harvester_plots_failed_to_open", "Plot files the harvester failed to open (get_plots failed_to_open_filenames)." + listed,
+        yield gauge("chia_harvester_plots_failed_to_open", "Plot files that raised an error when the harvester loaded them, not farmed; "
+                    "retried every plots_refresh_parameter.retry_invalid_seconds (get_plots failed_to_open_filenames)." + listed,
                     p.failed_to_open)
-        yield gauge("chia_harvester_plots_not_found", "Plot files the harvester no longer finds (get_plots not_found_filenames)." + listed,
+        # Chia fills not_found_filenames from its plot manager's no_key_filenames: the name is kept
+        # (the metric contract has it), the HELP says what it counts.
+        yield gauge("chia_harvester_plots_not_found", "Plot files not farmed because their farmer or pool public key is not one of "
+                    "this farm's keys (get_plots not_found_filenames, Chia's no_key_filenames; not missing files)." + listed,
                     p.not_found)
         if snap.directories is not None:
             yield gauge("chia_harvester_plot_directories", "Plot directories configured (get_plot_directories)." + note, snap.directories)
