@@ -19,7 +19,7 @@ import random
 import ssl
 import uuid
 from collections import Counter
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 import aiohttp
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -76,6 +76,13 @@ SERVICE_OF_DESTINATION = {destination: service for service, destination in DESTI
 def _message(command: str, data: dict, destination: str = "daemon", origin: str = "metrics") -> dict:
     return {"command": command, "ack": False, "data": data, "request_id": uuid.uuid4().hex,
             "destination": destination, "origin": origin}
+
+
+class Reply(NamedTuple):
+    """A reply to a request on the event stream's WebSocket."""
+
+    body: dict  # the whole message: command, data, origin, request_id, ...
+    size: int  # its length as received (the daemon writes ASCII JSON: characters are bytes)
 
 
 async def send_checked(ws: aiohttp.ClientWebSocketResponse, msg: dict) -> None:
@@ -328,7 +335,7 @@ class EventStream:
         self.pings = 0  # keepalive pings sent on quiet links
         self._ping_id: str | None = None  # request_id of the ping awaiting its answer
 
-    async def request(self, destination: str, command: str, data: dict, timeout: float) -> dict:
+    async def request(self, destination: str, command: str, data: dict, timeout: float) -> Reply:
         """Send a request through the daemon and wait, within ``timeout``, for the reply with its id.
 
         The daemon drops a request to a service that is not connected to it. So a request to a
@@ -400,7 +407,7 @@ class EventStream:
         except RpcError as e:
             log.debug("is_running %s: %s", service, e)
             return None
-        data = reply.get("data")
+        data = reply.body.get("data")
         if isinstance(data, dict) and data.get("success") is True and isinstance(data.get("is_running"), bool):
             log.debug("is_running %s: %s", service, data["is_running"])
             return data["is_running"]
@@ -578,7 +585,7 @@ class EventStream:
             future = self._pending.pop(body.get("request_id"), None) if isinstance(body.get("request_id"), str) else None
             if future is not None:
                 if not future.done():
-                    future.set_result(body)
+                    future.set_result(Reply(body, len(text)))
             else:
                 self.late_replies += 1
                 log.debug("daemon WebSocket %s: dropped a reply to %s from %s that came after its request gave up "
@@ -623,6 +630,9 @@ class StreamRpc:
         self.stream, self.service, self.collector = stream, service, collector
         self.destination = DESTINATIONS[service]
         self.timeout, self.stats = timeout, stats
+        # The size of the last reply, in bytes: the harvester's plot list must stay under the
+        # largest message the daemon relays, and learns from this how large a plot's entry is.
+        self.last_reply_bytes: int | None = None
 
     async def __aenter__(self) -> StreamRpc:  # the daemon collector's interface: nothing to open
         return self
@@ -635,7 +645,8 @@ class StreamRpc:
 
         async def body() -> dict:
             reply = await self.stream.request(self.destination, endpoint, params or {}, self.timeout)
-            data = reply.get("data")
+            self.last_reply_bytes = reply.size
+            data = reply.body.get("data")
             if not isinstance(data, dict):
                 raise RpcError("bad_response", endpoint, "reply has no data object")
             if data.get("success") is not True:

@@ -7,7 +7,8 @@ back, and pushes events to the sockets registered under a name, as the real daem
 Tests drive it: ``push``, ``replay``, ``drop_all``, ``send_raw``, ``delays`` (a service that runs
 and answers late, or never), ``silent`` (a daemon that reads and answers nothing), ``ping_frames``
 (WebSocket pings, as the real daemon sends every registered socket every 30 s),
-``stop``/``start`` for a restart on the same port.
+``max_message_size`` (the real daemon's ``daemon_max_message_size``), ``stop``/``start`` for a
+restart on the same port.
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ class FakeDaemon:
     delays: dict[str, float] = field(default_factory=dict)
     # A daemon that still reads (and records) every request but answers none, routes none.
     silent: bool = False
+    # The real daemon refuses a WebSocket message over daemon_max_message_size (50,000,000 bytes by
+    # default): a service's reply that large drops that service's own link to the daemon
+    # (chia/daemon/server.py, incoming_connection) and is never relayed. 0: no limit.
+    max_message_size: int = 0
+    dropped_links: list[str] = field(default_factory=list)  # services whose link a reply dropped
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=0)
@@ -120,6 +126,9 @@ class FakeDaemon:
             body = {"success": False, "error": f"unknown_command {req.get('command')}"}
         reply = {"command": req.get("command"), "ack": True, "data": body, "request_id": req.get("request_id"),
                  "destination": req.get("origin"), "origin": destination}
+        if self.max_message_size and len(json.dumps(reply, sort_keys=True)) > self.max_message_size:
+            self.dropped_links.append(destination)
+            return
         await self.push(reply, req.get("origin"))
 
     def ping_frames(self, every: float) -> None:
