@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--events", dest="events.enabled", action=argparse.BooleanOptionalAction, default=None,
                         help="subscribe to the daemon's WebSocket events (default on)")
     events.add_argument("--events.watchdog", dest="events.watchdog", metavar="DURATION",
-                        help="reconnect when no event arrived for this long (default 5m)")
+                        help="the longest a dead daemon link goes unnoticed: a quiet link is asked ping after 30s "
+                             "(or half of this) and reconnected if unanswered for 10s (default 5m)")
     for name in SERVICES:
         g = p.add_argument_group(f"collector {name}")
         g.add_argument(f"--collector.{name}", dest=f"collectors.{name}.enabled",

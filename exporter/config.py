@@ -108,7 +108,7 @@ class EventsConfig:
     port: int
     cert: Path
     key: Path
-    watchdog: float  # reconnect when nothing arrived for this long
+    watchdog: float  # the longest a dead link goes unnoticed (a quiet one is asked ping first)
     max_message_bytes: int
     harvester_expiry: float  # per-harvester event series leave after this much silence
     failed_partials: str  # auto: listen as wallet_ui while a plot NFT farms to a pool; on; off

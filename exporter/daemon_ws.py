@@ -1,9 +1,13 @@
 """The daemon's WebSocket: requests to the daemon, and the event stream that never goes silent.
 
 The event stream registers as ``metrics`` and folds every pushed event into the collectors'
-:class:`EventState` objects, which live as long as the exporter: a dropped link, a silent daemon
-or a daemon restart costs a reconnect (1 s doubling to 30 s, with jitter; back to 1 s once a link
-has registered), never the counts.
+:class:`EventState` objects, which live as long as the exporter: a dropped link, a daemon that no
+longer answers or a daemon restart costs a reconnect (1 s doubling to 30 s, with jitter; back to
+1 s once a link has registered), never the counts. A link that is merely quiet is asked the
+daemon's ``ping`` and stays up while the daemon answers.
+
+Every message written to a daemon WebSocket goes through :func:`send_checked`, which refuses a
+command outside the read-only allowlist.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import random
 import ssl
 import uuid
 from collections import Counter
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 import aiohttp
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -35,6 +39,12 @@ CONNECT_TIMEOUT = 10.0  # TCP connect, TLS handshake and WebSocket upgrade, befo
 # timeout, if shorter) asks the daemon whether the service runs: the daemon drops requests to a
 # service that is not connected to it, so without asking they would only ever time out.
 PROBE_AFTER = 2.0
+# The keepalive: a registered link quiet this long (or half the watchdog, if shorter) is asked
+# the daemon's ping, and is reconnected only if nothing at all arrives within PING_TIMEOUT (or a
+# quarter of the watchdog) after it. A quiet daemon that answers keeps its link; a dead one is
+# noticed within PING_AFTER + PING_TIMEOUT, or three quarters of the watchdog.
+PING_AFTER = 30.0
+PING_TIMEOUT = 10.0
 # Distinct (origin, command) series of chia_exporter_events_total beyond the known events; past
 # it, new ones are counted under command="other" (and origin="other" for an unknown origin).
 MAX_UNKNOWN_EVENT_SERIES = 256
@@ -55,9 +65,32 @@ KNOWN_EVENTS: dict[str, frozenset[str]] = {
 }
 
 
+# The daemon's names of the services, for routing requests to them, and back: the key of each
+# in the read-only allowlist.
+DESTINATIONS = {"full_node": "chia_full_node", "farmer": "chia_farmer", "harvester": "chia_harvester",
+                "wallet": "chia_wallet", "data_layer": "chia_data_layer", "crawler": "chia_crawler",
+                "timelord": "chia_timelord", "daemon": "daemon"}
+SERVICE_OF_DESTINATION = {destination: service for service, destination in DESTINATIONS.items()}
+
+
 def _message(command: str, data: dict, destination: str = "daemon", origin: str = "metrics") -> dict:
     return {"command": command, "ack": False, "data": data, "request_id": uuid.uuid4().hex,
             "destination": destination, "origin": origin}
+
+
+class Reply(NamedTuple):
+    """A reply to a request on the event stream's WebSocket."""
+
+    body: dict  # the whole message: command, data, origin, request_id, ...
+    size: int  # its length as received (the daemon writes ASCII JSON: characters are bytes)
+
+
+async def send_checked(ws: aiohttp.ClientWebSocketResponse, msg: dict) -> None:
+    """The only write of a message to a daemon WebSocket: its command is checked against the
+    read-only allowlist of the service it is for (NotAllowedError), whatever asked for it. An
+    unknown destination has no allowlist and is refused too."""
+    check_allowed(SERVICE_OF_DESTINATION.get(msg["destination"], ""), msg["command"])
+    await ws.send_json(msg)
 
 
 class DaemonRpc:
@@ -103,7 +136,7 @@ class DaemonRpc:
         assert self._ws is not None, "use DaemonRpc as an async context manager"
         msg = _message(command, data, origin="chia_prometheus_exporter")
         try:
-            await self._ws.send_json(msg)
+            await send_checked(self._ws, msg)
             body = await asyncio.wait_for(self._reply(command, msg["request_id"]), self.timeout)
         except RpcError:
             raise
@@ -299,8 +332,10 @@ class EventStream:
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._pending: dict[str, asyncio.Future] = {}  # request_id -> reply, for routed RPC
         self._up = asyncio.Event()  # set while connected and registered
+        self.pings = 0  # keepalive pings sent on quiet links
+        self._ping_id: str | None = None  # request_id of the ping awaiting its answer
 
-    async def request(self, destination: str, command: str, data: dict, timeout: float) -> dict:
+    async def request(self, destination: str, command: str, data: dict, timeout: float) -> Reply:
         """Send a request through the daemon and wait, within ``timeout``, for the reply with its id.
 
         The daemon drops a request to a service that is not connected to it. So a request to a
@@ -309,8 +344,10 @@ class EventStream:
         and fails at once as ``refused`` when the daemon says the service is not running; that is
         remembered, and the next request to it asks ``is_running`` first instead of waiting again.
         A service that runs and does not answer ends in a timeout. The pending entry is always
-        removed.
+        removed. A command outside the allowlist is refused before anything is sent, the
+        ``is_running`` probe included.
         """
+        check_allowed(SERVICE_OF_DESTINATION.get(destination, ""), command)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         routed = destination != "daemon"
@@ -328,7 +365,7 @@ class EventStream:
         future: asyncio.Future = loop.create_future()
         self._pending[msg["request_id"]] = future
         try:
-            await ws.send_json(msg)
+            await send_checked(ws, msg)
             if routed and destination not in self.answered:
                 await asyncio.wait({future}, timeout=min(PROBE_AFTER, timeout / 4))
                 if not future.done():
@@ -370,7 +407,7 @@ class EventStream:
         except RpcError as e:
             log.debug("is_running %s: %s", service, e)
             return None
-        data = reply.get("data")
+        data = reply.body.get("data")
         if isinstance(data, dict) and data.get("success") is True and isinstance(data.get("is_running"), bool):
             log.debug("is_running %s: %s", service, data["is_running"])
             return data["is_running"]
@@ -425,7 +462,11 @@ class EventStream:
     async def _connect(self) -> aiohttp.ClientWebSocketResponse:
         try:
             return await asyncio.wait_for(self.session.ws_connect(
-                self.url, ssl=self.tls.context(), max_msg_size=self.max_message_bytes, autoping=True,
+                self.url, ssl=self.tls.context(), max_msg_size=self.max_message_bytes,
+                # Ping frames are answered below, not inside receive(), which would start its
+                # timeout over at each one (the daemon sends one every 30 s) and put the
+                # watchdog's deadlines off.
+                autoping=False,
                 heartbeat=None, timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
             ), CONNECT_TIMEOUT)
         except asyncio.TimeoutError:
@@ -438,12 +479,14 @@ class EventStream:
         loop = asyncio.get_running_loop()
         async with await self._connect() as ws:
             self._ws = ws
-            await ws.send_json(_message("register_service", {"service": self.service}))
+            await send_checked(ws, _message("register_service", {"service": self.service}))
             self.connections += 1
             if was_up:
                 self.reconnects += 1
             registered = False
+            quiet_after, answer_within = min(PING_AFTER, self.watchdog / 2), min(PING_TIMEOUT, self.watchdog / 4)
             last = loop.time()  # of the last message
+            pinged_at: float | None = None  # when the quiet link was asked ping, until anything arrives
             next_gate = loop.time() + GATE_RECHECK
             while True:
                 now = loop.time()
@@ -453,19 +496,38 @@ class EventStream:
                         log.info("daemon WebSocket %s: %s no longer wanted, closing", self.url, self.service)
                         self._closed_by_gate = True
                         return
-                # The watchdog: the farmer alone sends add_connection every 30 s, so a long silence
-                # means a dead link that TCP has not noticed.
-                limit = min(REGISTER_TIMEOUT, self.watchdog) if not registered else self.watchdog
-                wait = last + limit - now
-                if registered and self.gate is not None:
-                    wait = min(wait, next_gate - now)
+                # The watchdog. A quiet host (a wallet alone, an idle node, a harvester without a
+                # farmer) sends nothing for minutes, so silence proves nothing: a quiet link is
+                # asked the daemon's ping, and only one that leaves it unanswered is dead.
+                if not registered:
+                    deadline = last + min(REGISTER_TIMEOUT, self.watchdog)
+                elif pinged_at is None:
+                    deadline = last + quiet_after
+                else:
+                    deadline = pinged_at + answer_within
+                wake = min(deadline, next_gate) if registered and self.gate is not None else deadline
                 try:
-                    msg = await ws.receive(timeout=max(wait, 0.001))
-                except (asyncio.TimeoutError, TimeoutError):
-                    if loop.time() < last + limit:
+                    msg = await ws.receive(timeout=max(wake - now, 0.001))
+                except asyncio.TimeoutError:
+                    now = loop.time()
+                    if now < deadline:
                         continue  # only the gate's turn
-                    what = "no reply to register_service" if not registered else f"nothing for {self.watchdog:g}s"
-                    raise ConnectionError(f"watchdog: {what}") from None
+                    if not registered:
+                        raise ConnectionError("watchdog: no reply to register_service") from None
+                    if pinged_at is not None:
+                        raise ConnectionError(f"watchdog: nothing for {quiet_after:g}s, and no answer to ping "
+                                              f"within {answer_within:g}s") from None
+                    pinged_at = now
+                    await self._ping(ws, answer_within)
+                    continue
+                if msg.type == aiohttp.WSMsgType.PING:
+                    # A control frame with no command. It shows the daemon's socket is open, not
+                    # that its message path works: the watchdog goes on as it was.
+                    await ws.pong(msg.data)
+                    continue
+                if msg.type == aiohttp.WSMsgType.PONG:
+                    continue
+                pinged_at = None
                 last = loop.time()
                 if msg.type == aiohttp.WSMsgType.TEXT:
                     try:
@@ -481,6 +543,18 @@ class EventStream:
                     raise ConnectionError(f"WebSocket error: {type(msg.data).__name__}")
                 else:  # CLOSE, CLOSING, CLOSED
                     raise ConnectionError(f"daemon closed the connection ({msg.type.name})")
+
+    async def _ping(self, ws: aiohttp.ClientWebSocketResponse, within: float) -> None:
+        """Ask the daemon's ``ping`` (it answers ``pong`` and changes nothing): whatever arrives
+        next proves the link alive. A send that cannot even be written in time is a dead link."""
+        msg = _message("ping", {})
+        self._ping_id = msg["request_id"]
+        self.pings += 1
+        log.debug("daemon WebSocket %s: %s quiet, asking ping", self.url, self.service)
+        try:
+            await asyncio.wait_for(send_checked(ws, msg), within)
+        except asyncio.TimeoutError:
+            raise ConnectionError(f"watchdog: ping not sent within {within:g}s") from None
 
     def _handle_text(self, text: str, registered: bool) -> bool:
         """One text message: the registration's ack (returns True), a reply, or an event."""
@@ -503,11 +577,15 @@ class EventStream:
         if isinstance(body, dict) and body.get("ack") is True:
             # A reply. The daemon pushes its events with ack false (every recorded one), so one
             # with ack true is ours: the pending request's, or a late one whose request gave up,
-            # which must not be counted or folded in as an event.
+            # which must not be counted or folded in as an event. The answer to the keepalive's
+            # ping only had to arrive.
+            if self._ping_id is not None and body.get("request_id") == self._ping_id:
+                self._ping_id = None
+                return False
             future = self._pending.pop(body.get("request_id"), None) if isinstance(body.get("request_id"), str) else None
             if future is not None:
                 if not future.done():
-                    future.set_result(body)
+                    future.set_result(Reply(body, len(text)))
             else:
                 self.late_replies += 1
                 log.debug("daemon WebSocket %s: dropped a reply to %s from %s that came after its request gave up "
@@ -540,11 +618,6 @@ def _is_register_ack(msg: Any) -> bool:
     return isinstance(msg, dict) and msg.get("command") == "register_service" and msg.get("origin") == "daemon"
 
 
-# The daemon's names of the services, for routing requests to them.
-DESTINATIONS = {"full_node": "chia_full_node", "farmer": "chia_farmer", "harvester": "chia_harvester",
-                "wallet": "chia_wallet", "data_layer": "chia_data_layer", "crawler": "chia_crawler",
-                "timelord": "chia_timelord", "daemon": "daemon"}
-
 
 class StreamRpc:
     """A service's RPC routed through the daemon, over the event stream's one WebSocket.
@@ -557,6 +630,9 @@ class StreamRpc:
         self.stream, self.service, self.collector = stream, service, collector
         self.destination = DESTINATIONS[service]
         self.timeout, self.stats = timeout, stats
+        # The size of the last reply, in bytes: the harvester's plot list must stay under the
+        # largest message the daemon relays, and learns from this how large a plot's entry is.
+        self.last_reply_bytes: int | None = None
 
     async def __aenter__(self) -> StreamRpc:  # the daemon collector's interface: nothing to open
         return self
@@ -569,7 +645,8 @@ class StreamRpc:
 
         async def body() -> dict:
             reply = await self.stream.request(self.destination, endpoint, params or {}, self.timeout)
-            data = reply.get("data")
+            self.last_reply_bytes = reply.size
+            data = reply.body.get("data")
             if not isinstance(data, dict):
                 raise RpcError("bad_response", endpoint, "reply has no data object")
             if data.get("success") is not True:

@@ -1,7 +1,8 @@
 """Chia's HTTPS JSON RPC with mutual TLS, limited to read-only endpoints.
 
-Every call goes through :class:`RpcClient.call`, which refuses any endpoint outside
-:data:`READ_ONLY_ENDPOINTS`: the exporter can never change a node, farm or wallet. Each call ends in
+Every call goes through :class:`RpcClient.call` (or ``call_raw``), which refuses any endpoint
+outside :data:`READ_ONLY_ENDPOINTS`, and so does the one POST under them (``_post``), so that no
+path can skip the check: the exporter can never change a node, farm or wallet. Each call ends in
 exactly one outcome (``ok``, ``error``, ``timeout``, ``refused``, ``tls``, ``bad_response``),
 counted in :class:`RpcStats` for ``chia_exporter_rpc_requests_total``.
 """
@@ -104,6 +105,7 @@ async def counted(stats: RpcStats, collector: str, endpoint: str, body: Awaitabl
 
 
 def check_allowed(service: str, endpoint: str) -> None:
+    """Refuse, before anything is sent, an endpoint outside the service's read-only allowlist."""
     if endpoint not in READ_ONLY_ENDPOINTS.get(service, frozenset()):
         raise NotAllowedError(f"{service}/{endpoint} is not a read-only endpoint in the allowlist")
 
@@ -210,6 +212,8 @@ class RpcClient:
         return await counted(self.stats, self.collector, endpoint, parsed(), None)
 
     async def _post(self, endpoint: str, params: dict[str, Any]) -> bytearray:
+        """The only request this client sends: checked against the allowlist here too."""
+        check_allowed(self.service, endpoint)
         url = f"{self.base_url}/{endpoint}"
         timeout = aiohttp.ClientTimeout(total=None, connect=min(5.0, self.timeout), sock_read=self.timeout)
         try:

@@ -101,12 +101,65 @@ async def test_daemon_restart_keeps_counters(stream):
     assert exporter.events.reconnects >= 1
 
 
-async def test_watchdog_reconnects_a_silent_link(stream):
-    exporter, daemon = stream
-    registrations = daemon.registrations
-    # Nothing arrives for longer than the 1 s watchdog: the exporter drops and registers anew.
-    await until(lambda: daemon.registrations > registrations, 8)
-    assert exporter.events.reconnects >= 1
+def pings(daemon) -> int:
+    return sum(r["command"] == "ping" for r in daemon.requests)
+
+
+async def test_a_quiet_daemon_that_answers_ping_keeps_its_link(stream):
+    """A wallet-only host or an idle node sends nothing for minutes: that is no reason to reconnect."""
+    exporter, daemon = stream  # watchdog 1 s: ping after 0.5 s of silence, answer within 0.25 s
+    events = exporter.events
+    # While events flow, nothing is asked.
+    for m in [m for m in EVENTS if m["origin"] != "daemon"][:15]:
+        await daemon.push(m)
+        await asyncio.sleep(0.1)
+    assert pings(daemon) == 0 and events.pings == 0
+    # Then nothing comes for three watchdog windows.
+    await asyncio.sleep(3.0)
+    assert events.reconnects == 0 and daemon.registrations == 1 and events.connected
+    assert pings(daemon) >= 4 and events.pings == pings(daemon)
+    assert [r["data"] for r in daemon.requests if r["command"] == "ping"][0] == {}
+    # The answers are the transport's own: not events, not late replies, not RPC calls.
+    assert total_events(exporter) == 15 and events.late_replies == 0
+    assert not [k for k in exporter.stats.counts if k[1] == "ping"]
+    assert "chia_exporter_websocket_reconnects_total 0.0" in exposition(exporter)
+
+
+async def test_a_daemon_that_stops_answering_is_left_within_silence_and_ping_timeout(stream):
+    exporter, daemon = stream  # watchdog 1 s: 0.5 s of silence, then 0.25 s for the answer
+    events = exporter.events
+    daemon.ping_frames(0.1)  # its WebSocket layer still pings, as the real daemon's does
+    loop = asyncio.get_running_loop()
+    asked = pings(daemon)
+    daemon.silent = True  # ... and nothing it is asked is answered any more
+    started = loop.time()
+    await until(lambda: not events.connected, 3)
+    assert loop.time() - started < 0.5 + 0.25 + 0.3  # silence + ping timeout, and some slack
+    assert pings(daemon) == asked + 1
+    assert "no answer to ping" in events.last_error
+    daemon.silent = False
+    await until(lambda: events.connected, 5)  # 1 s backoff, a new registration
+    assert events.reconnects == 1
+
+
+async def test_a_quiet_wallet_ui_socket_keeps_its_link(fake_farm_factory):
+    """The wallet_ui socket reads only failed_partial; the answer to its ping still counts."""
+    farm = await fake_farm_factory()
+    daemon = farm.services["daemon"]
+    exporter = Exporter(config_for(farm.root.path))
+    await exporter.start(background=False)
+    partials = EventStream(exporter.session, "127.0.0.1", daemon.port, exporter.events.tls, exporter.dispatcher,
+                           watchdog=1, max_message_bytes=1 << 20, service="wallet_ui",
+                           only_commands=frozenset({"failed_partial"}), gate=lambda: True)
+    partials.start()
+    try:
+        await daemon.wait_registered("wallet_ui")
+        await until(lambda: partials.connected)
+        await asyncio.sleep(2.5)
+        assert partials.pings >= 3 and partials.reconnects == 0 and daemon.registrations == 1
+    finally:
+        await partials.stop()
+        await exporter.stop()
 
 
 async def test_a_daemon_that_never_acknowledges_is_retried(fake_farm_factory):

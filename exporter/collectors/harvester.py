@@ -6,7 +6,11 @@ every plot (about 600 bytes each: 60 MB at 100k plots), so it is fetched when th
 harvester reports in ``farming_info`` changed (at most once every ``PLOTS_MIN_GAP``, however often
 the count moves while plots load or copy in), when the last list is an hour old, or, without the
 event stream, every ``PLOTS_MIN_GAP``. A large body is parsed in batches, yielding to the event
-loop, into counts per label set. Example::
+loop, into counts per label set.
+
+Through the daemon (``--transport daemon``) the reply is one WebSocket message, and the daemon
+refuses one over its ``daemon_max_message_size``: the list is not asked for while the plot count
+makes it likely too large (see :func:`daemon_message_limit`). Example::
 
     chia_harvester_plots{compression_level="0",k_size="32",plot_format="v1",pool_type="pool"} 812.0
     chia_harvester_lookup_duration_seconds_bucket{le="1.0"} 9821.0
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 from dataclasses import dataclass
@@ -28,7 +33,10 @@ from exporter.collectors.base import (
     histogram_family, labelled, optional, version_info,
 )
 from exporter.collectors.full_node import parse_connection_types, parse_version
+from exporter.config import ConfigError, read_chia_config
 from exporter.rpc import RpcError, check_success
+
+log = logging.getLogger(__name__)
 
 V2_FLAG = 0x80  # get_plots reports a v2 plot's size as 0x80 | strength
 PLOTS_MAX_AGE = 3600.0  # refetch the plot list at least this often, even when the count is the same
@@ -37,6 +45,23 @@ PLOTS_MAX_AGE = 3600.0  # refetch the plot list at least this often, even when t
 # lock that its lookups need.
 PLOTS_MIN_GAP = 300.0
 K_IN_FILENAME = re.compile(r"plot-k(\d+)-")
+
+# The daemon transport. Chia's daemon refuses a WebSocket message over daemon_max_message_size
+# (top level of config.yaml; this is Chia's default): a harvester's get_plots reply that large is
+# never relayed, and the daemon closes the harvester's own link to it, which the harvester then
+# re-opens after 2 s (chia/daemon/server.py incoming_connection, chia/rpc/rpc_server.py).
+DAEMON_MAX_MESSAGE_SIZE = 50_000_000
+# Bytes a plot takes in a get_plots reply until a list through the daemon has shown its own size:
+# 603 in the recorded stack (495 bytes of fields, a 108-byte path); longer paths are common.
+PLOT_BYTES_GUESS = 700
+# The list is asked for only while its estimate stays under this share of the limit: room for
+# plots added since the count was taken and for paths longer than the ones measured.
+LIMIT_SHARE = 0.9
+# With no plot count known yet (just after start: no farming_info so far, no list), a harvester
+# that has a farmer sends one at its next signage point (every ~9 s): the daemon transport waits
+# for it this long (or a quarter of the poll's timeout) before asking for the list regardless.
+PLOTS_COUNT_WAIT = 15.0
+FARMER = 3  # NodeType.FARMER in get_connections
 
 PlotKey = tuple[str, str, str, str]  # k_size, plot_format, compression_level, pool_type
 
@@ -212,7 +237,8 @@ def plots_from_body(data: dict) -> PlotCounts:
 
 @dataclass(frozen=True)
 class HarvesterSnapshot:
-    plots: PlotCounts
+    plots: PlotCounts | None  # None through the daemon while the list is too large or waits for a count
+    list_too_large: int | None  # the reply's estimated bytes, while the list is skipped as too large
     directories: int | None
     connections: tuple[int, ...]
     version: str | None
@@ -222,13 +248,64 @@ class HarvesterCollector(Collector[HarvesterSnapshot]):
     name = "harvester"
     service = "harvester"
 
-    def __init__(self, config, events: HarvesterEvents | None = None, clock=None) -> None:
+    def __init__(self, config, events: HarvesterEvents | None = None, clock=None,
+                 message_limit: int | None = None) -> None:
         super().__init__(config)
         self.events = events
         self._plots: PlotCounts | None = None
         self._plots_at = 0.0  # when the list was last asked for, whether or not it came
         self._plots_error: RpcError | None = None  # why the last attempt failed
         self._monotonic = clock or time.monotonic
+        # The daemon transport: the largest reply that can come through (None over HTTPS).
+        self.message_limit = message_limit
+        self._plot_bytes: float | None = None  # bytes a plot took in the last list through the daemon
+        self._listed: tuple[int, int] | None = None  # plots, and file names, of the last list that came
+        self._blind_unanswered = False  # a list asked for with no count known never came
+        self.too_large: int | None = None  # the estimate, while the list is skipped as too large
+        self._warned = False
+
+    def known_plot_count(self) -> int | None:
+        """Entries a get_plots reply would hold: the plots of the last farming_info (or of the
+        last list), and the file names the last list could not open or find."""
+        reported = self.events.total_plots if self.events is not None else None
+        if self._listed is None:
+            return reported
+        listed, named = self._listed
+        return (listed if reported is None else reported) + named
+
+    def estimated_reply_bytes(self, count: int) -> int:
+        return int(count * (self._plot_bytes or PLOT_BYTES_GUESS)) + 1024
+
+    def plot_list_waits(self) -> bool:
+        """Whether, through the daemon, the list is not asked for now: its reply would likely be
+        over the limit (``too_large`` says by how much), or no count tells yet."""
+        if self.message_limit is None:
+            return False
+        count = self.known_plot_count()
+        if count is None:
+            self._set_too_large(None)
+            return self._blind_unanswered
+        self._blind_unanswered = False
+        estimate = self.estimated_reply_bytes(count)
+        self._set_too_large(estimate if estimate > self.message_limit * LIMIT_SHARE else None)
+        return self.too_large is not None
+
+    def _set_too_large(self, estimate: int | None) -> None:
+        if (estimate is None) == (self.too_large is None):
+            self.too_large = estimate
+            return
+        self.too_large = estimate
+        if estimate is None:
+            log.info("harvester: the plot list fits through the daemon again; asking for it")
+        elif not self._warned:
+            self._warned = True
+            log.warning("harvester: not asking for the plot list (get_plots): about %d plots make a reply of about "
+                        "%d bytes, and the daemon relays at most %d (daemon_max_message_size in config.yaml, or "
+                        "events.max_message_bytes if smaller); a larger one would drop the harvester's link to the "
+                        "daemon. Plot counts stay in chia_harvester_total_plots; --transport https lists them all",
+                        self.known_plot_count(), estimate, self.message_limit)
+        else:
+            log.info("harvester: the plot list is too large for the daemon again (about %d bytes)", estimate)
 
     def plots_outdated(self) -> bool:
         if self._plots is None and self._plots_error is None:
@@ -246,29 +323,63 @@ class HarvesterCollector(Collector[HarvesterSnapshot]):
         # The cheap call every poll makes decides whether the harvester answers at all (most polls
         # do not fetch the plot list).
         connections = await rpc.call("get_connections", parse=parse_connection_types)
-        if self.plots_outdated():
-            self._plots_at = self._monotonic()
-            # Stands until the answer comes: a poll that times out mid-list leaves it behind.
-            self._plots_error = RpcError("timeout", "get_plots", "no answer within the poll's timeout")
-            try:
-                self._plots = await rpc.call_raw("get_plots", parse=parse_plots, parse_body=plots_from_body)
-                self._plots_error = None
-            except RpcError as e:  # counted with its outcome; the last list, if any, stays shown
-                self._plots_error = e
-        if self._plots is None:
+        if (self.message_limit is not None and self.events is not None and self.known_plot_count() is None
+                and FARMER in connections and not self._blind_unanswered and self.plots_outdated()):
+            await self.events.wait_for_count(min(PLOTS_COUNT_WAIT, self.config.timeout / 4))
+        waits = self.plot_list_waits()
+        if self.too_large is not None:
+            self._plots, self._plots_error = None, None  # a list of fewer plots than there are misleads
+        elif not waits and self.plots_outdated():
+            await self._fetch_plots(rpc)
+        if self._plots is None and not waits:
             assert self._plots_error is not None
             raise self._plots_error  # no list yet: the poll fails until one comes
         return HarvesterSnapshot(
             plots=self._plots,
+            list_too_large=self.too_large,
             directories=await optional(rpc.call("get_plot_directories", parse=lambda b: len(b["directories"]))),
             connections=connections,
             version=await optional(rpc.call("get_version", parse=parse_version)),
         )
 
+    async def _fetch_plots(self, rpc) -> None:
+        blind = self.message_limit is not None and self.known_plot_count() is None
+        self._plots_at = self._monotonic()
+        # Stands until the answer comes: a poll that times out mid-list leaves it behind.
+        self._plots_error = RpcError("timeout", "get_plots", "no answer within the poll's timeout")
+        try:
+            self._plots = await rpc.call_raw("get_plots", parse=parse_plots, parse_body=plots_from_body)
+            self._plots_error = None
+        except RpcError as e:  # counted with its outcome; the last list, if any, stays shown
+            self._plots_error = e
+        finally:
+            # Unanswered, through the daemon, with no count to go by: perhaps a reply too large to
+            # be relayed. Not asked for blind again, so as not to drop the harvester's link each gap.
+            self._blind_unanswered = blind and self._plots_error is not None and self._plots_error.outcome == "timeout"
+        if self._plots_error is None and self._plots is not None:
+            named = self._plots.failed_to_open + self._plots.not_found
+            self._listed = (self._plots.total, named)
+            entries = self._plots.total + named
+            if self.message_limit is not None and entries and rpc.last_reply_bytes:
+                self._plot_bytes = rpc.last_reply_bytes / entries  # StreamRpc's: the daemon transport's
+
     def render(self, snap: HarvesterSnapshot) -> Iterator[Metric]:
         note = self.cached_note()
+        if snap.list_too_large is not None:
+            yield gauge("chia_harvester_plot_list_skipped",
+                        "1 while the plot list (get_plots) is not asked for: through the daemon (--transport daemon) "
+                        f"its reply would be over the {self.message_limit} bytes the daemon relays, and would drop the "
+                        "harvester's link to it. The get_plots families are missing meanwhile; chia_harvester_total_plots "
+                        "(farming_info) still counts the plots." + note, 1.0)
+        if snap.plots is not None:
+            yield from self.render_plots(snap.plots)
+        if snap.directories is not None:
+            yield gauge("chia_harvester_plot_directories", "Plot directories configured (get_plot_directories)." + note, snap.directories)
+        yield connection_counts("chia_harvester_connections", "Harvester peers by node type (get_connections)." + note, snap.connections)
+        yield from version_info("harvester", snap.version)
+
+    def render_plots(self, p: PlotCounts) -> Iterator[Metric]:
         listed = f" (recounted when the plot count changes, at most every {PLOTS_MIN_GAP:g}s, and hourly)"
-        p = snap.plots
         labels = ["k_size", "plot_format", "compression_level", "pool_type"]
         yield labelled("chia_harvester_plots", "Plots this harvester farms, by k-size, format (v1, v2), compression and "
                        "pool type (og, pool) (get_plots)." + listed, labels, ((k, n) for k, n, _ in p.by_kind))
@@ -284,10 +395,6 @@ class HarvesterCollector(Collector[HarvesterSnapshot]):
         yield gauge("chia_harvester_plots_not_found", "Plot files not farmed because their farmer or pool public key is not one of "
                     "this farm's keys (get_plots not_found_filenames, Chia's no_key_filenames; not missing files)." + listed,
                     p.not_found)
-        if snap.directories is not None:
-            yield gauge("chia_harvester_plot_directories", "Plot directories configured (get_plot_directories)." + note, snap.directories)
-        yield connection_counts("chia_harvester_connections", "Harvester peers by node type (get_connections)." + note, snap.connections)
-        yield from version_info("harvester", snap.version)
 
 
 class HarvesterEvents(EventState):
@@ -299,6 +406,13 @@ class HarvesterEvents(EventState):
         self.eligible = 0
         self.proofs = 0
         self.total_plots: int | None = None
+        self.counted = asyncio.Event()  # set once a farming_info has told the plot count
+
+    async def wait_for_count(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self.counted.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
 
     def handle(self, command: str, data: dict, now: float) -> None:
         seconds = as_float(data["time"])
@@ -307,6 +421,7 @@ class HarvesterEvents(EventState):
         self.eligible += eligible
         self.proofs += proofs
         self.total_plots = total  # the collector's next poll recounts when this differs from its list
+        self.counted.set()
 
     def render(self, now: float) -> Iterator[Metric]:
         yield histogram_family("chia_harvester_lookup_duration_seconds",
@@ -325,5 +440,29 @@ def make_event_states(config, exporter) -> list[EventState]:
     return [HarvesterEvents()]
 
 
+def daemon_message_limit(config) -> int | None:
+    """The largest get_plots reply that reaches the exporter through the daemon: the daemon's
+    ``daemon_max_message_size`` (config.yaml, else Chia's default) or the exporter's own
+    ``events.max_message_bytes``, whichever is smaller (a message over the latter drops the shared
+    socket, every collector's calls and the events with it). None over HTTPS: no limit but
+    ``max_response_bytes``."""
+    if config.transport != "daemon":
+        return None
+    daemon_max = DAEMON_MAX_MESSAGE_SIZE
+    try:
+        data, _ = read_chia_config(config.chia_root)
+    except ConfigError as e:  # read fine at start; gone or broken since: Chia's default
+        log.warning("harvester: %s; taking daemon_max_message_size as %d", e, daemon_max)
+        data = {}
+    value = data.get("daemon_max_message_size")
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        daemon_max = value
+    elif value is not None:
+        log.warning("harvester: config.yaml daemon_max_message_size %r is not a positive integer; taking %d",
+                    value, daemon_max)
+    return min(daemon_max, config.events.max_message_bytes)
+
+
 def make_collector(config, states: list[EventState]) -> HarvesterCollector:
-    return HarvesterCollector(config.collectors["harvester"], next(s for s in states if isinstance(s, HarvesterEvents)))
+    return HarvesterCollector(config.collectors["harvester"], next(s for s in states if isinstance(s, HarvesterEvents)),
+                              message_limit=daemon_message_limit(config))

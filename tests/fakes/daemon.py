@@ -5,7 +5,10 @@ services are up (as the real daemon does: a process it launched, or a socket reg
 name), acknowledges ``register_service``, routes requests to the fake services and their replies
 back, and pushes events to the sockets registered under a name, as the real daemon forwards them.
 Tests drive it: ``push``, ``replay``, ``drop_all``, ``send_raw``, ``delays`` (a service that runs
-and answers late, or never), ``stop``/``start`` for a restart on the same port.
+and answers late, or never), ``silent`` (a daemon that reads and answers nothing), ``ping_frames``
+(WebSocket pings, as the real daemon sends every registered socket every 30 s),
+``max_message_size`` (the real daemon's ``daemon_max_message_size``), ``stop``/``start`` for a
+restart on the same port.
 """
 
 from __future__ import annotations
@@ -37,6 +40,13 @@ class FakeDaemon:
     routes: dict[str, Any] = field(default_factory=dict)
     # Routed services that run but answer this many seconds late (math.inf: never).
     delays: dict[str, float] = field(default_factory=dict)
+    # A daemon that still reads (and records) every request but answers none, routes none.
+    silent: bool = False
+    # The real daemon refuses a WebSocket message over daemon_max_message_size (50,000,000 bytes by
+    # default): a service's reply that large drops that service's own link to the daemon
+    # (chia/daemon/server.py, incoming_connection) and is never relayed. 0: no limit.
+    max_message_size: int = 0
+    dropped_links: list[str] = field(default_factory=list)  # services whose link a reply dropped
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=0)
@@ -47,7 +57,8 @@ class FakeDaemon:
                     continue
                 req = json.loads(msg.data)
                 self.requests.append(req)
-                await self.answer(ws, req)
+                if not self.silent:
+                    await self.answer(ws, req)
         finally:
             for sockets in self.registered.values():
                 sockets.discard(ws)
@@ -115,7 +126,23 @@ class FakeDaemon:
             body = {"success": False, "error": f"unknown_command {req.get('command')}"}
         reply = {"command": req.get("command"), "ack": True, "data": body, "request_id": req.get("request_id"),
                  "destination": req.get("origin"), "origin": destination}
+        if self.max_message_size and len(json.dumps(reply, sort_keys=True)) > self.max_message_size:
+            self.dropped_links.append(destination)
+            return
         await self.push(reply, req.get("origin"))
+
+    def ping_frames(self, every: float) -> None:
+        """WebSocket ping frames to every registered socket, as the real daemon's ping_task sends."""
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(every)
+                for sockets in list(self.registered.values()):
+                    for ws in list(sockets):
+                        if not ws.closed:
+                            await ws.ping()
+        task = asyncio.get_running_loop().create_task(loop())
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
 
     async def push(self, message: dict, destination: str | None = None) -> int:
         """Send one event to every socket registered under its destination; returns how many."""
