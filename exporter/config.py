@@ -127,6 +127,9 @@ class Config:
     chia_config_file: Path | None  # the config.yaml that was read, if any
     sources: tuple[str, ...] = field(default=())  # files read, for --check-config
     full_node_database: Path | None = None  # the node's SQLite file, as config.yaml names it
+    # The largest message Chia's daemon relays (config.yaml daemon_max_message_size, else Chia's
+    # default): a reply routed through the daemon cannot be larger.
+    daemon_max_message_size: int = 50_000_000
     # Where each certificate and key setting came from ("collectors.farmer.cert" -> source), so
     # that verify_tls can name it.
     origins: Mapping[str, str] = field(default_factory=dict)
@@ -417,6 +420,15 @@ def chia_path(chia_root: Path, value: str) -> Path:
     return p if p.is_absolute() else chia_root / p
 
 
+def daemon_max_message_size(chia: ChiaConfig) -> int:
+    value = chia.data.get("daemon_max_message_size")
+    if value is None:
+        return Config.daemon_max_message_size
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(chia.source, "daemon_max_message_size", f"expected a positive integer, got {_brief(value)}")
+    return value
+
+
 def full_node_database(chia_root: Path, chia: ChiaConfig) -> Path | None:
     """The node's database file, as Chia resolves ``database_path`` (CHALLENGE = network)."""
     db = chia.value(("full_node",), "database_path", "path")
@@ -595,6 +607,7 @@ def load(
         collectors=collectors, events=events,
         chia_config_file=chia_file, sources=sources,
         full_node_database=full_node_database(chia_root, chia) if chia_file else None,
+        daemon_max_message_size=daemon_max_message_size(chia),
         origins=origins, warnings=tuple(warnings),
     )
 

@@ -90,7 +90,8 @@ CHIA_CONFIG_TYPES = [
     ("farmer.ssl.private_key", ["a"]), ("farmer.rpc_port", "8559"), ("wallet.rpc_port", "abc"),
     ("harvester.rpc_port", 70000), ("daemon_port", True), ("daemon_ssl.private_crt", 5), ("daemon_ssl", ["x"]),
     ("full_node", 5), ("seeder.crawler", "x"), ("seeder.crawler.rpc_port", 8561.5), ("private_ssl_ca.crt", 5),
-    ("full_node.database_path", 5), ("data_layer.ssl", "config/ssl"),
+    ("full_node.database_path", 5), ("data_layer.ssl", "config/ssl"), ("daemon_max_message_size", "50MB"),
+    ("daemon_max_message_size", 0),
 ]
 
 

@@ -17,6 +17,7 @@ import pytest
 import exporter.collectors.harvester as harvester
 from benchmarks.synthetic_farm import plots_body
 from exporter.app import Exporter
+from exporter.config import ConfigError
 from exporter.collectors.harvester import daemon_message_limit
 from exporter.daemon_ws import StreamRpc
 from exporter.rpc import RpcError
@@ -55,9 +56,10 @@ def test_the_limit_is_the_daemons_or_the_exporters_whichever_is_smaller(chia_roo
     assert daemon_message_limit(config_for(chia_root.path, transport="daemon")) == 1_000_000
     assert daemon_message_limit(config_for(chia_root.path, transport="daemon",
                                            **{"events.max_message_bytes": 4096})) == 4096
-    chia_root.write_config({}, daemon_max_message_size="big")
-    assert daemon_message_limit(config_for(chia_root.path, transport="daemon")) == 50_000_000
-    assert "daemon_max_message_size 'big' is not a positive integer" in caplog.text
+    chia_root.write_config({}, daemon_max_message_size="big")  # strict, as every config.yaml key
+    with pytest.raises(ConfigError) as err:
+        config_for(chia_root.path, transport="daemon")
+    assert err.value.key == "daemon_max_message_size" and "positive integer" in err.value.message
 
 
 async def test_a_plot_list_too_large_for_the_daemon_is_not_asked_for(fake_farm_factory, caplog):

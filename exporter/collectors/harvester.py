@@ -33,7 +33,6 @@ from exporter.collectors.base import (
     histogram_family, labelled, optional, version_info,
 )
 from exporter.collectors.full_node import parse_connection_types, parse_version
-from exporter.config import ConfigError, read_chia_config
 from exporter.rpc import RpcError, check_success
 
 log = logging.getLogger(__name__)
@@ -47,10 +46,9 @@ PLOTS_MIN_GAP = 300.0
 K_IN_FILENAME = re.compile(r"plot-k(\d+)-")
 
 # The daemon transport. Chia's daemon refuses a WebSocket message over daemon_max_message_size
-# (top level of config.yaml; this is Chia's default): a harvester's get_plots reply that large is
-# never relayed, and the daemon closes the harvester's own link to it, which the harvester then
-# re-opens after 2 s (chia/daemon/server.py incoming_connection, chia/rpc/rpc_server.py).
-DAEMON_MAX_MESSAGE_SIZE = 50_000_000
+# (Config.daemon_max_message_size): a harvester's get_plots reply that large is never relayed,
+# and the daemon closes the harvester's own link to it, which the harvester then re-opens after
+# 2 s (chia/daemon/server.py incoming_connection, chia/rpc/rpc_server.py).
 # Bytes a plot takes in a get_plots reply until a list through the daemon has shown its own size:
 # 603 in the recorded stack (495 bytes of fields, a 108-byte path); longer paths are common.
 PLOT_BYTES_GUESS = 700
@@ -448,19 +446,7 @@ def daemon_message_limit(config) -> int | None:
     ``max_response_bytes``."""
     if config.transport != "daemon":
         return None
-    daemon_max = DAEMON_MAX_MESSAGE_SIZE
-    try:
-        data, _ = read_chia_config(config.chia_root)
-    except ConfigError as e:  # read fine at start; gone or broken since: Chia's default
-        log.warning("harvester: %s; taking daemon_max_message_size as %d", e, daemon_max)
-        data = {}
-    value = data.get("daemon_max_message_size")
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        daemon_max = value
-    elif value is not None:
-        log.warning("harvester: config.yaml daemon_max_message_size %r is not a positive integer; taking %d",
-                    value, daemon_max)
-    return min(daemon_max, config.events.max_message_bytes)
+    return min(config.daemon_max_message_size, config.events.max_message_bytes)
 
 
 def make_collector(config, states: list[EventState]) -> HarvesterCollector:
