@@ -22,8 +22,9 @@ from exporter.rpc import NotAllowedError, RpcError
 log = logging.getLogger(__name__)
 
 # A refresh asked for by an event (coin_added bursts) waits at least this long after the last
-# poll, so that a burst of events costs one poll.
-MIN_REFRESH_GAP = 2.0
+# poll, so that a burst of events costs one poll: a wallet catching up on a long history sends
+# coin_added for every coin, and each poll asks get_farmed_amount, which reads the whole history.
+MIN_REFRESH_GAP = 10.0
 
 T = TypeVar("T")
 

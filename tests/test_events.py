@@ -195,10 +195,12 @@ def test_harvester_events_fold_lookups_and_keep_the_last_plot_count():
     state = HarvesterEvents()
     info = {"time": 0.01, "eligible_plots": 1, "found_proofs": 0, "total_plots": 6}
     state.handle("farming_info", info, now=1.0)
-    state.handle("farming_info", {**info, "time": 6.0, "found_proofs": 2, "total_plots": 7}, now=2.0)
-    assert (state.eligible, state.proofs, state.total_plots) == (2, 2, 7)
+    state.handle("farming_info", {**info, "time": 6.0, "found_proofs": 2, "found_v2_partial_proofs": 3,
+                                  "total_plots": 7}, now=2.0)
+    assert (state.eligible, state.proofs, state.v2_partial_proofs, state.total_plots) == (2, 2, 3, 7)
     assert state.lookups.count == 2 and state.lookups.buckets()[-2] == ("30.0", 2)
-    assert dict(state.lookups.buckets())["5.0"] == 1  # the 6 s lookup lost its signage point
+    assert dict(state.lookups.buckets())["5.0"] == 1  # the 6 s lookup put its proof at risk
+    assert dict(state.lookups.buckets())["8.0"] == 2
 
 
 def test_numbers_too_large_and_json_too_deep_are_malformed():

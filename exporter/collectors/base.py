@@ -139,9 +139,10 @@ class EventState(ABC):
         """Fresh families from the state."""
 
 
-# Buckets that resolve what farmers care about: over 5 s a lookup loses the signage point,
-# warnings start at 1-2 s.
-LOOKUP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+# Buckets that resolve what farmers care about: warnings start at 1-2 s, over 5 s a proof is at
+# risk, Chia's harvester itself warns over 8 s, and past the infusion point (3 signage points,
+# about 28 s) it is lost.
+LOOKUP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 8.0, 10.0, 30.0)
 # Block validation on a healthy node is well under a second; a slow disk or CPU shows as seconds.
 VALIDATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 

@@ -426,7 +426,7 @@ class FarmerEvents(EventState):
         rows = sorted((n, a) for n, a in self.activity.items() if n not in self.departed)
         yield histogram_family("chia_farmer_harvester_lookup_duration_seconds",
                                "Time a harvester took to look up proofs for a signage point (new_farming_info lookup_time); "
-                               "over 5 s loses the signage point.", ["node_id"], ((((n,), a.lookups) for n, a in rows)))
+                               "Chia warns over 8 s, and past the infusion point (about 28 s) a proof is lost.", ["node_id"], ((((n,), a.lookups) for n, a in rows)))
         yield counter_family("chia_farmer_harvester_plots_passed_filter",
                              "Plots that passed the plot filter, per harvester (new_farming_info passed_filter).",
                              ["node_id"], (((n,), a.passed_filter) for n, a in rows))
@@ -440,7 +440,8 @@ class FarmerEvents(EventState):
         # Every plot NFT the pool state lists on a pool starts at 0, so that increase() sees the
         # first partial (a self-pooling one submits none).
         known = dict.fromkeys((names for names in self.pool_names.values() if names[1]), 0)
-        yield counter_family("chia_farmer_partials_submitted", "Partials the farmer submitted to a pool (submitted_partial event).",
+        yield counter_family("chia_farmer_partials_submitted", "Partials the pool accepted (submitted_partial event, sent once the pool's answer is a success; "
+                             "rejections show in chia_farmer_pool_partials_since_start).",
                              ["launcher_id", "pool_url"], sorted({**known, **self.partials_submitted}.items()))
         failed: dict[tuple[str, str], int] = dict(known)
         for p2, n in self.partials_failed.items():
@@ -448,8 +449,8 @@ class FarmerEvents(EventState):
             key = self.pool_names.get(p2, (p2, ""))
             failed[key] = failed.get(key, 0) + n
         yield counter_family("chia_farmer_partials_failed",
-                             "Partials that failed: missing, insufficient, invalid or refused by the pool (failed_partial event, "
-                             "sent to wallet_ui only).", ["launcher_id", "pool_url"], sorted(failed.items()))
+                             "Partials that failed before the pool could judge them: no pool difficulty yet, a signing error, "
+                             "or the pool unreachable (failed_partial event, sent to wallet_ui only).", ["launcher_id", "pool_url"], sorted(failed.items()))
 
 
 def make_event_states(config, exporter) -> list[EventState]:

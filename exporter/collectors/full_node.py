@@ -250,7 +250,8 @@ class FullNodeCollector(Collector[FullNodeSnapshot]):
         yield gauge("chia_full_node_netspace_bytes", "Estimated netspace in bytes (get_blockchain_state space)." + note, s.space)
         if s.average_block_time is not None:
             yield gauge("chia_full_node_average_block_time_seconds",
-                        "Average time between transaction blocks (average_block_time)." + note, s.average_block_time)
+                        "Average seconds per block over the last day, from the timestamps of transaction blocks 4608 heights apart, "
+                        "in whole seconds (average_block_time)." + note, s.average_block_time)
         yield gauge("chia_full_node_mempool_items", "Spend bundles in the mempool (mempool_size)." + note, s.mempool_size)
         yield gauge("chia_full_node_mempool_cost", "Total CLVM cost of the mempool (mempool_cost)." + note, s.mempool_cost)
         if s.mempool_fees is not None:

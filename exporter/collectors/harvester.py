@@ -403,6 +403,7 @@ class HarvesterEvents(EventState):
         self.lookups = Histogram(LOOKUP_BUCKETS)
         self.eligible = 0
         self.proofs = 0
+        self.v2_partial_proofs = 0
         self.total_plots: int | None = None
         self.counted = asyncio.Event()  # set once a farming_info has told the plot count
 
@@ -418,17 +419,22 @@ class HarvesterEvents(EventState):
         self.lookups.observe(seconds)
         self.eligible += eligible
         self.proofs += proofs
+        # v2 plots answer with partial proofs the farmer completes; Chia before 2.7 sends no such field.
+        self.v2_partial_proofs += as_int(data.get("found_v2_partial_proofs", 0))
         self.total_plots = total  # the collector's next poll recounts when this differs from its list
         self.counted.set()
 
     def render(self, now: float) -> Iterator[Metric]:
         yield histogram_family("chia_harvester_lookup_duration_seconds",
                                "Time this harvester took to look up proofs for a signage point (farming_info time); "
-                               "over 5 s loses the signage point.", rows=[((), self.lookups)])
+                               "Chia warns over 8 s, and past the infusion point (about 28 s) a proof is lost.", rows=[((), self.lookups)])
         yield counter_family("chia_harvester_plots_eligible", "Plots that passed the plot filter (farming_info eligible_plots).",
                              rows=[((), self.eligible)])
-        yield counter_family("chia_harvester_proofs_found", "Proofs this harvester found (farming_info found_proofs).",
+        yield counter_family("chia_harvester_proofs_found", "Proofs this harvester found in v1 plots (farming_info found_proofs).",
                              rows=[((), self.proofs)])
+        yield counter_family("chia_harvester_v2_partial_proofs_found",
+                             "Partial proofs this harvester found in v2 plots, for the farmer to complete "
+                             "(farming_info found_v2_partial_proofs).", rows=[((), self.v2_partial_proofs)])
         if self.total_plots is not None:
             yield gauge("chia_harvester_total_plots", "Plots the harvester reported in its last lookup (farming_info total_plots).",
                         self.total_plots)
