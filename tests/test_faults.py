@@ -35,7 +35,6 @@ from aiohttp import web
 
 from exporter.app import Exporter
 from exporter.daemon_ws import Backoff
-from exporter.rpc import RpcError
 from exporter.server import create_app
 from tests.fakes.services import Fault
 from tests.harness import config_for
