@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,10 +91,11 @@ class FakeService:
         self.calls.append((endpoint, params))
         fault = self.faults.get(endpoint) or self.faults.get("*")
         if fault is not None:
-            if fault.hang:
-                await asyncio.sleep(3600)
-            if fault.delay:
-                await asyncio.sleep(fault.delay)
+            # A hung or late answer: once the client has given up, the handler ends (one would
+            # otherwise stay per abandoned request, and count as memory held in the fault suite).
+            if fault.hang or fault.delay:
+                if await _client_leaves_within(request, math.inf if fault.hang else fault.delay):
+                    return web.Response(status=503, text="nobody is waiting")
             if fault.status != 200:
                 return web.Response(status=fault.status, text="fault")
             if fault.raw is not None and fault.chunked:
@@ -124,3 +126,14 @@ class FakeService:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
+
+
+async def _client_leaves_within(request: web.Request, seconds: float) -> bool:
+    """Wait ``seconds``, or until the client closes the connection first (then True)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while request.transport is not None and not request.transport.is_closing():
+        if loop.time() >= end:
+            return False
+        await asyncio.sleep(min(0.02, max(0.0, end - loop.time())))
+    return True
