@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -34,6 +34,7 @@ FULL_NODE, HARVESTER, FARMER, WALLET = 1, 2, 3, 6
 class ChiaStack:
     dir: Path
     env: dict[str, str]  # what start.sh exported
+    background: list = field(default_factory=list)  # Chia commands left running; waited for at stop
 
     @property
     def root(self) -> Path:
@@ -83,6 +84,9 @@ class ChiaStack:
                            f"peer node type): {sorted(missing)}")
 
     def stop(self) -> None:
+        for proc in self.background:
+            proc.wait(timeout=120)
+        self.background.clear()
         run_script("stop.sh", self.dir)
 
 
