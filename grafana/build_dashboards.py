@@ -353,7 +353,12 @@ def harvesters() -> Board:
          f"p{int(q * 100)} {{{{instance}}}}") for q in (0.5, 0.95)
     ], "s")
     b.stat("Plots failing to open", s("chia_harvester_plots_failed_to_open"), "none", defaults={"thresholds": THRESHOLD_RED_FROM_1})
-    b.stat("Plots not found", s("chia_harvester_plots_not_found"), "none")
+    b.stat("Plots without this farm's keys", s("chia_harvester_plots_not_found"), "none",
+           description="Plots whose farmer or pool key is not one of this farm's (Chia lists them as not found): "
+                       "they are not farmed. Add the key, or move the plots to the farm they belong to.")
+    b.stat("Proofs found (24h)", f"increase({s('chia_harvester_proofs_found_total')}[24h]) + "
+                                 f"increase({s('chia_harvester_v2_partial_proofs_found_total')}[24h])", "none",
+           description="Proofs from v1 plots and partial proofs from v2 plots that this harvester found.")
     b.stat("Plot directories", s("chia_harvester_plot_directories"), "none")
     b.stat("Total plots (lookups)", s("chia_harvester_total_plots"), "none")
     return b
@@ -377,9 +382,11 @@ def node_and_wallet() -> Board:
              "none", overrides=[right_axis("B", "percentunit")],
              description="Transactions waiting (left axis) and how full the mempool is by cost (right axis).")
     b.series("Fee rates", [(s("chia_full_node_fee_estimate_mojos_per_cost"), "estimate for {{target_seconds}} s"),
-                           (s("chia_full_node_mempool_min_fee_mojos_per_cost"), "mempool minimum")], MOJO_PER_COST,
-             description="The fee per unit of cost the node estimates for inclusion within 60, 300 and 900 s, and the "
-                         "lowest fee rate the mempool accepts now.")
+                           (s("chia_full_node_mempool_min_fee_mojos_per_cost"), "mempool minimum"),
+                           (s("chia_full_node_last_block_fee_rate_mojos_per_cost"), "last transaction block")],
+             MOJO_PER_COST,
+             description="The fee per unit of cost the node estimates for inclusion within 60, 300 and 900 s, the "
+                         "lowest fee rate the mempool accepts now, and the rate the last transaction block paid.")
     b.series("Fees (XCH)", [(f"{s('chia_full_node_mempool_fees_mojos')} / 1e12", "fees waiting in the mempool"),
                             (f"{s('chia_full_node_last_block_fees_mojos')} / 1e12", "fees of the last transaction block")], XCH)
     b.series("Block validation time", [
