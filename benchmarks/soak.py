@@ -6,9 +6,10 @@
 Runs the installed exporter with no configuration but CHIA_ROOT, scraped every 15 s like a
 Prometheus would, farms a block every 30 s so that block events flow beside the signage points
 the stack's pump sends, and samples the exporter process from /proc: resident memory, open file
-descriptors and CPU time. Reports the values after a one-minute warm-up and at the end (goals:
-RSS growth < 5 MB, descriptors flat), and the average CPU use and RSS (goals <= 0.5 % of a core,
-<= 45 MB).
+descriptors and CPU time. Reports RSS and descriptors after a one-minute warm-up (imports done,
+first polls made, caches filled) and at the end (goals: RSS growth < 5 MB, descriptors flat), and
+the CPU used between those two points as a share of one core; the RSS at the end is the idle
+footprint (goals <= 0.5 % of a core, <= 45 MB).
 """
 
 from __future__ import annotations
