@@ -26,7 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from exporter.aio import cancel_and_wait
 from exporter.collectors.base import EventState
-from exporter.rpc import SHAPE_ERRORS, RpcError, RpcStats, TlsFiles, check_allowed, counted
+from exporter.rpc import SHAPE_ERRORS, ReplyTooLarge, RpcError, RpcStats, TlsFiles, check_allowed, counted
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,14 @@ SERVICE_OF_DESTINATION = {destination: service for service, destination in DESTI
 def _message(command: str, data: dict, destination: str = "daemon", origin: str = "metrics") -> dict:
     return {"command": command, "ack": False, "data": data, "request_id": uuid.uuid4().hex,
             "destination": destination, "origin": origin}
+
+
+class MessageTooLarge(ConnectionError):
+    """The link closed because a message from the daemon was over the exporter's own limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"a message over {limit} bytes (events.max_message_bytes) closed the daemon WebSocket "
+                         "before the reply came; perhaps the reply itself")
 
 
 class Reply(NamedTuple):
@@ -374,6 +382,8 @@ class EventStream:
         except asyncio.TimeoutError:
             self.answered.discard(destination)  # stopped since? the next request asks the daemon
             raise RpcError("timeout", command, f"no reply from {destination} within {timeout:g}s") from None
+        except MessageTooLarge as e:
+            raise ReplyTooLarge(command, str(e)) from None
         except (aiohttp.ClientError, ConnectionError) as e:
             raise RpcError("refused", command, f"the daemon WebSocket broke: {type(e).__name__}") from None
         finally:
@@ -413,10 +423,10 @@ class EventStream:
             return data["is_running"]
         return None
 
-    def _fail_pending(self, reason: str) -> None:
+    def _fail_pending(self, reason: str | ConnectionError) -> None:
         for future in self._pending.values():
             if not future.done():
-                future.set_exception(ConnectionError(reason))
+                future.set_exception(reason if isinstance(reason, ConnectionError) else ConnectionError(reason))
         self._pending.clear()
 
     @property
@@ -540,6 +550,9 @@ class EventStream:
                 elif msg.type == aiohttp.WSMsgType.ERROR:
                     if isinstance(msg.data, aiohttp.WebSocketError) and msg.data.code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG:
                         self.dispatcher.reject("oversized", f"message over {self.max_message_bytes} bytes")
+                        # Perhaps the reply a request waits for: it fails as too large, not as a
+                        # refused link, so that the asker can tell (the harvester's plot list).
+                        self._fail_pending(MessageTooLarge(self.max_message_bytes))
                     raise ConnectionError(f"WebSocket error: {type(msg.data).__name__}")
                 else:  # CLOSE, CLOSING, CLOSED
                     raise ConnectionError(f"daemon closed the connection ({msg.type.name})")

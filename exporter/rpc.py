@@ -75,6 +75,13 @@ class RpcError(Exception):
         super().__init__(f"{endpoint}: {outcome}: {detail}")
 
 
+class ReplyTooLarge(RpcError):
+    """A reply over a size limit (the response cap, or the daemon WebSocket's message limit)."""
+
+    def __init__(self, endpoint: str, detail: str) -> None:
+        super().__init__("bad_response", endpoint, detail)
+
+
 # What a body of the wrong shape raises while parsed: a missing or mistyped field, a number too
 # large for an int (OverflowError), JSON nested past the parser's depth (RecursionError).
 SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RecursionError)
@@ -222,8 +229,8 @@ class RpcClient:
                 if resp.status != 200:
                     raise RpcError("error", endpoint, f"HTTP {resp.status}")
                 if resp.content_length is not None and resp.content_length > self.max_response_bytes:
-                    raise RpcError("bad_response", endpoint,
-                                   f"body of {resp.content_length} bytes is over the cap of {self.max_response_bytes}")
+                    raise ReplyTooLarge(endpoint,
+                                        f"body of {resp.content_length} bytes is over the cap of {self.max_response_bytes}")
                 return await _read_capped(resp, self.max_response_bytes, endpoint)
         except RpcError:
             raise
@@ -246,7 +253,7 @@ async def _read_capped(resp: aiohttp.ClientResponse, cap: int, endpoint: str) ->
     body = bytearray()
     async for chunk in resp.content.iter_any():
         if len(body) + len(chunk) > cap:
-            raise RpcError("bad_response", endpoint, f"body over the cap of {cap} bytes")
+            raise ReplyTooLarge(endpoint, f"body over the cap of {cap} bytes")
         body += chunk
     return body
 

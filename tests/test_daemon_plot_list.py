@@ -123,11 +123,32 @@ async def test_a_list_asked_for_blind_that_never_comes_is_not_asked_for_blind_ag
             now[0] += harvester.PLOTS_MAX_AGE + 1
             await runner.poll_once()
             assert runner.success  # the rest of the harvester's families, without the list
+            assert "chia_harvester_plot_list_skipped 1.0" in exposition(exporter)  # and saying so
         assert get_plots_sent(daemon) == 1 and daemon.dropped_links == ["chia_harvester"]
         # A count that tells: 40 plots are too many, with the guess of a plot's size.
         collector.events.handle("farming_info", {**LOOKUP, "total_plots": 40}, now=1.0)
         await runner.poll_once()
         assert get_plots_sent(daemon) == 1 and "chia_harvester_plot_list_skipped 1.0" in exposition(exporter)
+    finally:
+        await exporter.stop()
+
+
+async def test_a_blind_list_over_the_exporters_own_limit_is_not_asked_for_again(fake_farm_factory):
+    """The daemon relays it, but it is over events.max_message_bytes: the exporter's one socket
+    closes (every collector's calls with it), so asking again at each gap would do that again."""
+    exporter, runner, now, fake, daemon = await daemon_harvester(fake_farm_factory, **{"events.max_message_bytes": 8192})
+    try:
+        fake.bodies["get_plots"] = json.loads(plots_body(15))  # about 10 kB: under the daemon's 20 kB
+        await runner.poll_once()
+        assert get_plots_sent(daemon) == 1 and daemon.dropped_links == []
+        assert not runner.success and runner.last_outcome == "bad_response"
+        assert "events.max_message_bytes" in runner.last_error
+        await until(lambda: exporter.events.connected and exporter.events.reconnects == 1, 10)
+        for _ in range(2):
+            now[0] += harvester.PLOTS_MAX_AGE + 1
+            await runner.poll_once()
+            assert runner.success and "chia_harvester_plot_list_skipped 1.0" in exposition(exporter)
+        assert get_plots_sent(daemon) == 1 and exporter.events.reconnects == 1
     finally:
         await exporter.stop()
 

@@ -188,3 +188,55 @@ def test_pool_entries_parse_one_by_one():
     assert len(states.pools) == 2 and len(states.unreadable) == 1
     with pytest.raises(TypeError):
         parse_pools({"pool_state": {"not": "a list"}})
+
+
+def harvester_rows(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("chia_farmer_harvester_plots{")]
+
+
+async def test_a_removal_stays_on_show_until_a_poll_after_it_returns(farmer_config):
+    """While a poll runs, and when it fails after get_harvesters_summary, /metrics shows the last
+    snapshot: a harvester removed since then must stay removed, not come back with old counts."""
+    events = FarmerEvents(600, clock=lambda: FROZEN_TIME)
+    collector, rpc = farmer(farmer_config, BIG_FARM, events)
+    shown = await collector.fetch(rpc)
+    node_id = shown.harvesters[0].node_id
+    assert harvester_rows(text_of(collector.render(shown)))
+    events.handle("harvester_removed", {"node_id": node_id}, now=FROZEN_TIME)
+    assert not harvester_rows(text_of(collector.render(shown)))
+
+    seen_mid_poll = []
+
+    def fail_after_the_summary(endpoint):
+        if endpoint == "get_connections":
+            seen_mid_poll.append(harvester_rows(text_of(collector.render(shown))))
+        if endpoint == "get_version":
+            raise RuntimeError("the poll dies here")
+    failing = BodiesRpc(rpc.bodies, fail_after_the_summary)
+    with pytest.raises(RuntimeError):
+        await collector.fetch(failing)
+    assert seen_mid_poll == [[]]
+    assert not harvester_rows(text_of(collector.render(shown)))  # the failed poll changed nothing on show
+    # A poll asked after the removal is the truth: the harvester listed again is shown again.
+    newer = await collector.fetch(rpc)
+    assert harvester_rows(text_of(collector.render(newer)))
+    await collector.fetch(rpc)  # and the removal, caught up with, is forgotten
+    assert node_id not in events.removed
+
+
+async def test_failed_partials_stay_with_the_pool_they_failed_on(farmer_config):
+    collector, rpc = farmer(farmer_config, NULL_DIFFICULTY)
+    await collector.fetch(rpc)
+    events = collector.events
+    p2, (launcher_id, pool_url) = next((p2, names) for p2, names in events.pool_names.items() if names[1])
+    for _ in range(3):
+        events.handle("failed_partial", {"p2_singleton_puzzle_hash": p2}, now=FROZEN_TIME)
+    moved = copy.deepcopy(NULL_DIFFICULTY)
+    for entry in moved["pool_state"]:
+        if entry["pool_config"]["pool_url"] == pool_url:
+            entry["pool_config"]["pool_url"] = "https://new-pool.example.com"
+    collector2, rpc2 = farmer(farmer_config, moved, events)
+    await collector2.fetch(rpc2)
+    text = text_of(events.render(FROZEN_TIME))
+    assert f'chia_farmer_partials_failed_total{{launcher_id="{launcher_id}",pool_url="{pool_url}"}} 3.0' in text
+    assert f'chia_farmer_partials_failed_total{{launcher_id="{launcher_id}",pool_url="https://new-pool.example.com"}} 0.0' in text

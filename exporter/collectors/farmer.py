@@ -24,10 +24,11 @@ from prometheus_client.core import Metric
 
 from exporter.collectors.base import (
     LOOKUP_BUCKETS, Collector, EventState, Histogram, as_float, as_int, connection_counts,
-    counter_family, gauge, histogram_family, labelled, labelled_dicts, optional, version_info,
+    counter_family, gauge, histogram_family, labelled, labelled_dicts, version_info,
 )
-from exporter.collectors.full_node import parse_connection_types, parse_version
+from exporter.collectors.full_node import SECONDARY_SHARE, parse_connection_types, parse_version
 from exporter.rpc import SHAPE_ERRORS
+from exporter.scheduler import optional_within
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,7 @@ class FarmerSnapshot:
     version: str | None
     taken_at: float = 0.0  # unix time of the poll, on the exporter's clock: the 24 h windows end there
     signage_points_asked_at: int = 0  # the event sequence number when get_signage_points was asked
+    harvesters_asked_at: int = 0  # the event sequence number when get_harvesters_summary was asked
 
 
 class FarmerCollector(Collector[FarmerSnapshot]):
@@ -185,30 +187,36 @@ class FarmerCollector(Collector[FarmerSnapshot]):
         self.events = events  # harvester rows follow harvester_update / harvester_removed at once
         self.clock = clock
         self._unreadable_pools: tuple[str, ...] = ()  # as last logged
+        self._returned_asked_at: int | None = None  # harvesters_asked_at of the last snapshot returned
 
     def _sequence(self) -> int:
         return self.events.sequence if self.events is not None else 0
 
     async def fetch(self, rpc) -> FarmerSnapshot:
+        if self.events is not None and self._returned_asked_at is not None:
+            # The snapshot on show (the last one returned) has caught up with these: forget them.
+            # Not earlier: until a poll returns, /metrics merges the events with the older snapshot.
+            self.events.polled_harvesters(self._returned_asked_at)
         taken_at, asked_at = self.clock(), self._sequence()
         harvesters = await rpc.call("get_harvesters_summary", parse=parse_harvesters)
-        if self.events is not None:
-            self.events.polled_harvesters(asked_at)
-        connections = await optional(rpc.call("get_connections", parse=parse_connection_types))
+        # One slow secondary call costs its own families, not the harvesters the poll already has.
+        connections = await optional_within(rpc.call("get_connections", parse=parse_connection_types), SECONDARY_SHARE)
         pools = await self._pools(rpc)
-        reward_targets = await optional(rpc.call(
-            "get_reward_targets", {"search_for_private_key": False}, parse=parse_reward_targets))
+        reward_targets = await optional_within(rpc.call(
+            "get_reward_targets", {"search_for_private_key": False}, parse=parse_reward_targets), SECONDARY_SHARE)
         signage_points_asked_at = self._sequence()
-        last_signage_point = await optional(rpc.call("get_signage_points", parse=parse_last_signage_point))
+        last_signage_point = await optional_within(
+            rpc.call("get_signage_points", parse=parse_last_signage_point), SECONDARY_SHARE)
+        version = await optional_within(rpc.call("get_version", parse=parse_version), SECONDARY_SHARE)
+        self._returned_asked_at = asked_at
         return FarmerSnapshot(
             harvesters=harvesters, connections=connections, pools=pools, reward_targets=reward_targets,
-            last_signage_point_index=last_signage_point,
-            version=await optional(rpc.call("get_version", parse=parse_version)),
-            taken_at=taken_at, signage_points_asked_at=signage_points_asked_at,
+            last_signage_point_index=last_signage_point, version=version,
+            taken_at=taken_at, signage_points_asked_at=signage_points_asked_at, harvesters_asked_at=asked_at,
         )
 
     async def _pools(self, rpc) -> PoolStates | None:
-        states = await optional(rpc.call("get_pool_state", parse=parse_pools))
+        states = await optional_within(rpc.call("get_pool_state", parse=parse_pools), SECONDARY_SHARE)
         if states is None:
             return None
         if states.unreadable != self._unreadable_pools:  # a change is logged, not every poll
@@ -227,7 +235,7 @@ class FarmerCollector(Collector[FarmerSnapshot]):
         note = self.cached_note()
         harvesters = {h.node_id: h for h in snap.harvesters}
         if self.events is not None:  # pushed updates are newer than the last poll
-            harvesters = self.events.current_harvesters(harvesters)
+            harvesters = self.events.current_harvesters(harvesters, snap.harvesters_asked_at)
         rows = sorted(harvesters.values(), key=lambda h: (h.host, h.node_id))
         yield gauge("chia_farmer_harvesters", "Harvesters connected to the farmer (get_harvesters_summary, harvester_update)." + note,
                     len(rows))
@@ -345,7 +353,10 @@ class FarmerEvents(EventState):
         self.updates: dict[str, tuple[int, HarvesterSummary]] = {}  # harvester_update since the last poll
         self.removed: dict[str, int] = {}  # node_id -> when harvester_removed came
         self.partials_submitted: dict[tuple[str, str], int] = {}
-        self.partials_failed: dict[str, int] = {}  # by p2_singleton_puzzle_hash
+        # By (launcher_id, pool_url) as the pool state named the plot NFT when the partial failed, so
+        # that a plot NFT moving to another pool does not carry its past failures there; by
+        # p2_singleton_puzzle_hash alone while the pool state has not named it yet.
+        self.partials_failed: dict[tuple[str, str] | str, int] = {}
         self.pool_names: dict[str, tuple[str, str]] = {}  # p2_singleton_puzzle_hash -> (launcher_id, pool_url)
 
     def handle(self, command: str, data: dict, now: float) -> None:
@@ -391,23 +402,27 @@ class FarmerEvents(EventState):
             if key in self.partials_submitted or len(self.partials_submitted) < MAX_POOLS_FROM_EVENTS:
                 self.partials_submitted[key] = self.partials_submitted.get(key, 0) + 1
         elif command == "failed_partial":
-            key = hex_id(data["p2_singleton_puzzle_hash"])
+            p2 = hex_id(data["p2_singleton_puzzle_hash"])
+            key = self.pool_names.get(p2, p2)
             if key in self.partials_failed or len(self.partials_failed) < MAX_POOLS_FROM_EVENTS:
                 self.partials_failed[key] = self.partials_failed.get(key, 0) + 1
 
     def polled_harvesters(self, asked_at: int) -> None:
-        """A poll asked at event sequence ``asked_at`` is the truth as of then: drop the pushed
-        updates and removals it has caught up with (a harvester that reconnected after its
-        removal is listed by the poll again), keep those that came while it was in flight."""
+        """Forget the pushed updates and removals that a poll asked at event sequence ``asked_at``
+        has caught up with, once that poll's snapshot is the one on show (a harvester that
+        reconnected after its removal is listed by the poll again); keep those that came later."""
         self.updates = {n: u for n, u in self.updates.items() if u[0] > asked_at}
         self.removed = {n: seq for n, seq in self.removed.items() if seq > asked_at}
 
-    def current_harvesters(self, polled: dict[str, HarvesterSummary]) -> dict[str, HarvesterSummary]:
+    def current_harvesters(self, polled: dict[str, HarvesterSummary], asked_at: int) -> dict[str, HarvesterSummary]:
+        """The poll asked at event sequence ``asked_at``, with what was pushed after it on top."""
         merged = dict(polled)
-        for node_id, (_, h) in self.updates.items():
-            merged[node_id] = h
-        for node_id in self.removed:
-            merged.pop(node_id, None)
+        for node_id, (seq, h) in self.updates.items():
+            if seq > asked_at:
+                merged[node_id] = h
+        for node_id, seq in self.removed.items():
+            if seq > asked_at:
+                merged.pop(node_id, None)
         return merged
 
     def render(self, now: float) -> Iterator[Metric]:
@@ -444,9 +459,9 @@ class FarmerEvents(EventState):
                              "rejections show in chia_farmer_pool_partials_since_start).",
                              ["launcher_id", "pool_url"], sorted({**known, **self.partials_submitted}.items()))
         failed: dict[tuple[str, str], int] = dict(known)
-        for p2, n in self.partials_failed.items():
-            # A plot NFT the farmer's pool state has not named yet is counted under its p2 hash.
-            key = self.pool_names.get(p2, (p2, ""))
+        for key, n in self.partials_failed.items():
+            if isinstance(key, str):  # failed before the pool state named the plot NFT
+                key = self.pool_names.get(key, (key, ""))
             failed[key] = failed.get(key, 0) + n
         yield counter_family("chia_farmer_partials_failed",
                              "Partials that failed before the pool could judge them: no pool difficulty yet, a signing error, "

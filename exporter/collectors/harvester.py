@@ -33,7 +33,7 @@ from exporter.collectors.base import (
     histogram_family, labelled, optional, version_info,
 )
 from exporter.collectors.full_node import parse_connection_types, parse_version
-from exporter.rpc import RpcError, check_success
+from exporter.rpc import ReplyTooLarge, RpcError, check_success
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +240,7 @@ class HarvesterSnapshot:
     directories: int | None
     connections: tuple[int, ...]
     version: str | None
+    list_unanswered: bool = False  # skipped because a list asked for with no count known never came
 
 
 class HarvesterCollector(Collector[HarvesterSnapshot]):
@@ -335,6 +336,7 @@ class HarvesterCollector(Collector[HarvesterSnapshot]):
         return HarvesterSnapshot(
             plots=self._plots,
             list_too_large=self.too_large,
+            list_unanswered=waits and self.too_large is None,
             directories=await optional(rpc.call("get_plot_directories", parse=lambda b: len(b["directories"]))),
             connections=connections,
             version=await optional(rpc.call("get_version", parse=parse_version)),
@@ -351,9 +353,12 @@ class HarvesterCollector(Collector[HarvesterSnapshot]):
         except RpcError as e:  # counted with its outcome; the last list, if any, stays shown
             self._plots_error = e
         finally:
-            # Unanswered, through the daemon, with no count to go by: perhaps a reply too large to
-            # be relayed. Not asked for blind again, so as not to drop the harvester's link each gap.
-            self._blind_unanswered = blind and self._plots_error is not None and self._plots_error.outcome == "timeout"
+            # Unanswered through the daemon with no count to go by (a timeout: perhaps a reply too
+            # large for the daemon to relay), or a reply over the exporter's own message limit
+            # (it closed the WebSocket): not asked for blind again, so as not to drop
+            # the harvester's link, or every collector's, at each gap.
+            self._blind_unanswered = blind and (isinstance(self._plots_error, ReplyTooLarge) or (
+                self._plots_error is not None and self._plots_error.outcome == "timeout"))
         if self._plots_error is None and self._plots is not None:
             named = self._plots.failed_to_open + self._plots.not_found
             self._listed = (self._plots.total, named)
@@ -363,12 +368,13 @@ class HarvesterCollector(Collector[HarvesterSnapshot]):
 
     def render(self, snap: HarvesterSnapshot) -> Iterator[Metric]:
         note = self.cached_note()
-        if snap.list_too_large is not None:
+        if snap.list_too_large is not None or snap.list_unanswered:
             yield gauge("chia_harvester_plot_list_skipped",
                         "1 while the plot list (get_plots) is not asked for: through the daemon (--transport daemon) "
-                        f"its reply would be over the {self.message_limit} bytes the daemon relays, and would drop the "
-                        "harvester's link to it. The get_plots families are missing meanwhile; chia_harvester_total_plots "
-                        "(farming_info) still counts the plots." + note, 1.0)
+                        f"its reply would be over the {self.message_limit} bytes that can come through, which would drop "
+                        "a link to the daemon, or a list asked for before any plot count was known never came. The "
+                        "get_plots families are missing meanwhile; chia_harvester_total_plots (farming_info) still "
+                        "counts the plots." + note, 1.0)
         if snap.plots is not None:
             yield from self.render_plots(snap.plots)
         if snap.directories is not None:
