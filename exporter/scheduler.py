@@ -35,7 +35,12 @@ _poll_deadline: ContextVar[float | None] = ContextVar("poll_deadline", default=N
 MIN_CALL_TIME = 0.01
 
 
-async def optional_within(call: Awaitable[T], share: float) -> T | None:
+# Share of the poll's time left that a secondary call takes by default: one slow call leaves time
+# for the rest.
+SECONDARY_SHARE = 0.5
+
+
+async def optional_within(call: Awaitable[T], share: float = SECONDARY_SHARE) -> T | None:
     """Like :func:`exporter.collectors.base.optional`, and cut off after ``share`` (0 to 1) of the
     time the poll has left: a call that takes longer is cancelled, which the RPC client counts as a
     ``timeout``, and the poll goes on without it. Outside a poll there is no bound."""

@@ -26,7 +26,7 @@ from exporter.collectors.base import (
     LOOKUP_BUCKETS, Collector, EventState, Histogram, as_float, as_int, connection_counts,
     counter_family, gauge, histogram_family, labelled, labelled_dicts, version_info,
 )
-from exporter.collectors.full_node import SECONDARY_SHARE, parse_connection_types, parse_version
+from exporter.collectors.full_node import parse_connection_types, parse_version
 from exporter.rpc import SHAPE_ERRORS
 from exporter.scheduler import optional_within
 
@@ -200,14 +200,14 @@ class FarmerCollector(Collector[FarmerSnapshot]):
         taken_at, asked_at = self.clock(), self._sequence()
         harvesters = await rpc.call("get_harvesters_summary", parse=parse_harvesters)
         # One slow secondary call costs its own families, not the harvesters the poll already has.
-        connections = await optional_within(rpc.call("get_connections", parse=parse_connection_types), SECONDARY_SHARE)
+        connections = await optional_within(rpc.call("get_connections", parse=parse_connection_types))
         pools = await self._pools(rpc)
         reward_targets = await optional_within(rpc.call(
-            "get_reward_targets", {"search_for_private_key": False}, parse=parse_reward_targets), SECONDARY_SHARE)
+            "get_reward_targets", {"search_for_private_key": False}, parse=parse_reward_targets))
         signage_points_asked_at = self._sequence()
         last_signage_point = await optional_within(
-            rpc.call("get_signage_points", parse=parse_last_signage_point), SECONDARY_SHARE)
-        version = await optional_within(rpc.call("get_version", parse=parse_version), SECONDARY_SHARE)
+            rpc.call("get_signage_points", parse=parse_last_signage_point))
+        version = await optional_within(rpc.call("get_version", parse=parse_version))
         self._returned_asked_at = asked_at
         return FarmerSnapshot(
             harvesters=harvesters, connections=connections, pools=pools, reward_targets=reward_targets,
@@ -216,7 +216,7 @@ class FarmerCollector(Collector[FarmerSnapshot]):
         )
 
     async def _pools(self, rpc) -> PoolStates | None:
-        states = await optional_within(rpc.call("get_pool_state", parse=parse_pools), SECONDARY_SHARE)
+        states = await optional_within(rpc.call("get_pool_state", parse=parse_pools))
         if states is None:
             return None
         if states.unreadable != self._unreadable_pools:  # a change is logged, not every poll

@@ -36,9 +36,8 @@ FEE_ESTIMATE_COST = 1_000_000_000
 # a mainnet database on a slow disk, for numbers that move slowly. Asked at most this often (also
 # after a failure, so that a node too slow to answer is not asked again at every poll).
 BLOCK_COUNTS_GAP = 600.0
-# Share of the poll's time left that each call after get_blockchain_state may take: one slow call
-# leaves time for the rest. The block counts come last and may take nearly all of what is left.
-SECONDARY_SHARE = 0.5
+# Each call after get_blockchain_state takes scheduler.SECONDARY_SHARE of the poll's time left; the
+# block counts come last and may take nearly all of what is left.
 LAST_SHARE = 0.9
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
@@ -169,14 +168,12 @@ class FullNodeCollector(Collector[FullNodeSnapshot]):
         if peak_timestamp is None and state.prev_transaction_block_height is not None:
             # The peak is not a transaction block: its timestamp is that of the last one before it.
             peak_timestamp = await optional_within(rpc.call(
-                "get_block_record_by_height", {"height": state.prev_transaction_block_height}, parse=parse_timestamp),
-                SECONDARY_SHARE)
-        connections = await optional_within(rpc.call("get_connections", parse=parse_connection_types), SECONDARY_SHARE)
+                "get_block_record_by_height", {"height": state.prev_transaction_block_height}, parse=parse_timestamp))
+        connections = await optional_within(rpc.call("get_connections", parse=parse_connection_types))
         fee_estimates = await optional_within(rpc.call(
-            "get_fee_estimate", {"target_times": list(FEE_TARGETS), "cost": FEE_ESTIMATE_COST}, parse=parse_fee_estimates),
-            SECONDARY_SHARE)
-        network = await optional_within(rpc.call("get_network_info", parse=NetworkInfo.parse), SECONDARY_SHARE)
-        version = await optional_within(rpc.call("get_version", parse=parse_version), SECONDARY_SHARE)
+            "get_fee_estimate", {"target_times": list(FEE_TARGETS), "cost": FEE_ESTIMATE_COST}, parse=parse_fee_estimates))
+        network = await optional_within(rpc.call("get_network_info", parse=NetworkInfo.parse))
+        version = await optional_within(rpc.call("get_version", parse=parse_version))
         return FullNodeSnapshot(
             state=state,
             peak_timestamp=peak_timestamp,
